@@ -1,0 +1,24 @@
+# The study as a Snakemake workflow. params.yaml is the single source of truth (dvc.yaml reads
+# the same file); a complete alternative params file can be given with --configfile.
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+        # pretrain checkpoints for every fraction, as dvc.yaml builds them
+        expand("models/pretrain/{dataset}/pct{fraction}/seed{seed}", dataset=DATASETS,
+               fraction=[100, *FRACTION["fractions"]], seed=SEEDS),
+        expand("reports/validation/{dataset}.html", dataset=config["datasets"]),

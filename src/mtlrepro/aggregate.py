@@ -1,0 +1,1140 @@
+"""The `stl-reference` and `aggregate` stages: STL references, Delta_m, tables and figures.
+
+Conventions (all tables, figures and the metrics summary follow them):
+
+* **Delta_m** (Maninis et al. 2019, as used by BayesAgg-MTL)::
+
+      Delta_m% = 100 / K * sum_k (-1)^{delta_k} (M_m,k - M_s,k) / M_s,k
+
+  with delta_k = 1 when higher is better for task k, so a *lower* Delta_m is better and a
+  positive value means "worse than single-task learning on average".  M_s,k is the mean over
+  seeds of the STL reference, read from the stored reference artifact (never hard-coded).
+  Delta_m is computed for every seed of a method against that reference mean, then reported as
+  mean +- std over seeds.  The mean over seeds of the per-seed Delta_m equals the Delta_m of
+  the seed-mean (Delta_m is affine in M), so the STL row's mean is 0 by construction; it is set
+  to exactly 0.0 after checking that the STL evaluations do reproduce the reference (a stale
+  reference raises).  The STL row's std is the per-seed spread around its own mean.
+* **std over seeds** is the population standard deviation, numpy's default ``ddof=0``
+  (`STD_DDOF`), everywhere: in the reference, the tables, the figures and the summary.
+* **Data-fraction Delta_m**: at fraction f, a method is compared with the STL reference at the
+  same fraction f when STL itself is in ``ablations.data_fraction.methods`` (STL ran at f: the
+  reference ``<reference_dir>/<dataset>_pct<f>.json``), and otherwise with the 100 % reference
+  ``<reference_dir>/<dataset>.json``.  At f = 100 both rules give ``<dataset>.json``.
+* **Data-fraction columns** are ``ablations.data_fraction.fractions`` plus 100 (the main run,
+  read from the same ``pct100`` evaluation files as the main table).
+* **Mean primary score**: the plain average over tasks of each task's primary metric, per seed,
+  then mean +- std over seeds.  It is only comparable across methods of the same dataset; in the
+  main table it is shown as a column only where it is meaningful (every task a classification
+  task sharing one primary metric, like CIFAR-MTL's "Acc."), but it is always in the
+  data-fraction/robustness tables and in the summary.
+* **Robustness relative drop**: the Delta_m formula applied to the perturbed metrics against
+  the same method's and seed's metrics at strength 0 (per task, sign-adjusted, averaged over
+  tasks, in %), so a positive drop means degradation and tasks of different scales weigh alike.
+* **Best marker**: per column, the best mean among all rows (STL included) following the
+  column's direction; exact ties are all marked; a column whose values are all equal, or whose
+  direction is mixed, is not marked.
+* Only the NaN-ness of the metrics that are used (each task's primary metric) is checked;
+  secondary metrics may legitimately be undefined.
+
+All outputs of `aggregate` are first rendered into hidden staging folders inside the
+destination folders and only moved into place (each with its provenance sidecar, the summary
+last) once every table and figure has been produced, so a failure leaves no partial outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _stdio
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .io import MTLReproError, read_json, sha256_file, write_json, write_sidecar, write_text
+
+__all__ = [
+    "STL_METHOD", "STD_DDOF", "REFERENCE_FRACTION",
+    "delta_m", "mean_std",
+    "eval_path", "robustness_path", "reference_path", "reference_fractions", "reference_outputs",
+    "load_eval", "load_reference", "load_robustness",
+    "build_reference", "stl_reference", "aggregate", "aggregate_outputs", "main",
+]
+
+STL_METHOD = "stl"
+STD_DDOF = 0
+REFERENCE_FRACTION = 100
+_STALE_TOL = 1e-6  # Delta_m units (%): how far the STL row may be from 0 before the reference is stale
+
+# Metrics whose scale is unbounded (errors, losses): shown with 4 significant digits.
+_ERROR_METRICS = {"mae", "mse", "rmse", "mape", "loss", "nll", "rel", "abs_rel", "rel_err",
+                  "error", "err", "l1", "l2", "ce", "cross_entropy", "logloss"}
+# Bounded scores for which an average over tasks is meaningful.
+_SCORE_METRICS = {"accuracy", "acc", "auc", "roc_auc", "auroc", "ap", "auprc", "f1", "macro_f1",
+                  "micro_f1", "precision", "recall", "balanced_accuracy", "miou", "iou"}
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard deviation (numpy, ``ddof=STD_DDOF`` = 0) of a non-empty sequence."""
+    arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0:
+        raise MTLReproError("mean_std: no values")
+    return float(arr.mean()), float(arr.std(ddof=STD_DDOF))
+
+
+def delta_m(values: Mapping[str, float], reference: Mapping[str, float],
+            higher_is_better: Mapping[str, bool]) -> float:
+    """Delta_m% of `values` against `reference` over the reference's tasks (lower is better).
+
+    ``100/K * sum_k (-1)^{delta_k} (values[k] - reference[k]) / reference[k]`` with
+    ``delta_k = 1`` when ``higher_is_better[k]``.  Raises MTLReproError for a task missing from
+    `values` or `higher_is_better`, a task in `values` absent from `reference`, a zero
+    reference value or a non-finite number.
+    """
+    tasks = list(reference)
+    if not tasks:
+        raise MTLReproError("delta_m: the reference has no tasks")
+    missing = [t for t in tasks if t not in values]
+    if missing:
+        raise MTLReproError(f"delta_m: task(s) {missing} of the reference are missing from the values")
+    extra = [t for t in values if t not in reference]
+    if extra:
+        raise MTLReproError(f"delta_m: task(s) {extra} are not in the reference (tasks: {tasks})")
+    no_dir = [t for t in tasks if t not in higher_is_better]
+    if no_dir:
+        raise MTLReproError(f"delta_m: higher_is_better is missing for task(s) {no_dir}")
+    total = 0.0
+    for task in tasks:
+        ref = float(reference[task])
+        val = float(values[task])
+        if not math.isfinite(ref):
+            raise MTLReproError(f"delta_m: reference value for task {task!r} is {ref}")
+        if not math.isfinite(val):
+            raise MTLReproError(f"delta_m: value for task {task!r} is {val}")
+        if ref == 0.0:
+            raise MTLReproError(f"delta_m: reference value for task {task!r} is zero; the relative "
+                                f"difference is undefined")
+        sign = -1.0 if bool(higher_is_better[task]) else 1.0
+        total += sign * (val - ref) / ref
+    return 100.0 * total / len(tasks)
+
+
+# --------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------
+
+def _fraction_int(fraction: Any, where: str = "fraction") -> int:
+    try:
+        value = float(fraction)
+    except (TypeError, ValueError):
+        raise MTLReproError(f"{where}: {fraction!r} is not a number") from None
+    if not value.is_integer() or not 0 < value <= 100:
+        raise MTLReproError(f"{where}: {fraction!r} must be an integer percent in (0, 100]")
+    return int(value)
+
+
+def eval_path(eval_dir: str | os.PathLike, dataset: str, method: str, fraction: int, seed: int) -> Path:
+    """``<eval_dir>/<dataset>/<method>/pct<fraction>/seed<seed>.json``."""
+    return Path(eval_dir) / dataset / method / f"pct{_fraction_int(fraction)}" / f"seed{int(seed)}.json"
+
+
+def robustness_path(robustness_dir: str | os.PathLike, dataset: str, method: str, seed: int) -> Path:
+    """``<robustness_dir>/<dataset>/<method>/seed<seed>.json``."""
+    return Path(robustness_dir) / dataset / method / f"seed{int(seed)}.json"
+
+
+def reference_path(reference_dir: str | os.PathLike, dataset: str,
+                   fraction: int = REFERENCE_FRACTION) -> Path:
+    """``<reference_dir>/<dataset>.json`` at 100 %, ``<reference_dir>/<dataset>_pct<f>.json`` else."""
+    fraction = _fraction_int(fraction)
+    name = f"{dataset}.json" if fraction == REFERENCE_FRACTION else f"{dataset}_pct{fraction}.json"
+    return Path(reference_dir) / name
+
+
+def _ablation(params: Mapping, name: str) -> dict:
+    ablations = params.get("ablations") or {}
+    return dict(ablations.get(name) or {})
+
+
+def _seeds(params: Mapping, group: Mapping | None = None) -> list[int]:
+    seeds = (group or {}).get("seeds", params.get("seeds"))
+    if not seeds:
+        raise MTLReproError("params: seeds is missing or empty")
+    return [int(s) for s in seeds]
+
+
+def _df_fractions(params: Mapping) -> list[int]:
+    df = _ablation(params, "data_fraction")
+    if not df.get("methods"):
+        return []
+    fractions = [_fraction_int(f, "ablations.data_fraction.fractions") for f in df.get("fractions") or []]
+    return sorted({*fractions, REFERENCE_FRACTION})  # 100 % is the main run: always a column
+
+
+def reference_fractions(params: Mapping) -> list[int]:
+    """Fractions with a stored STL reference: 100 always, plus every data-fraction fraction
+    when STL is one of the data-fraction methods (it then ran at that fraction)."""
+    fractions = [REFERENCE_FRACTION]
+    if STL_METHOD in (_ablation(params, "data_fraction").get("methods") or []):
+        fractions += [f for f in _df_fractions(params) if f != REFERENCE_FRACTION]
+    return fractions
+
+
+def _df_reference_fraction(params: Mapping, fraction: int) -> int:
+    return fraction if fraction in reference_fractions(params) else REFERENCE_FRACTION
+
+
+def reference_outputs(params: Mapping, reference_dir: str | os.PathLike,
+                      datasets: Sequence[str] | None = None) -> list[Path]:
+    """The files `stl_reference` writes (sidecars not included), for the workflow's outputs."""
+    datasets = list(datasets) if datasets is not None else list(params["datasets"])
+    return [reference_path(reference_dir, ds, f) for ds in datasets for f in reference_fractions(params)]
+
+
+def aggregate_outputs(params: Mapping, tables_dir: str | os.PathLike, figures_dir: str | os.PathLike,
+                      summary_path: str | os.PathLike) -> list[Path]:
+    """The files `aggregate` writes (sidecars not included), for the workflow's outputs."""
+    out: list[Path] = []
+    has_df = bool(_df_fractions(params))
+    rob = _ablation(params, "robustness")
+    has_rob = bool(rob.get("methods")) and bool(rob.get("kinds"))
+    for ds in params["datasets"]:
+        stems = ["main"] + (["data_fraction"] if has_df else []) + (["robustness"] if has_rob else [])
+        for stem in stems:
+            out += [Path(tables_dir) / f"{ds}_{stem}.{ext}" for ext in ("md", "tex", "csv")]
+        out.append(Path(figures_dir) / f"{ds}_delta_m.png")
+        if has_df:
+            out.append(Path(figures_dir) / f"{ds}_data_fraction.png")
+        if has_rob:
+            out.append(Path(figures_dir) / f"{ds}_robustness.png")
+    out.append(Path(summary_path))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+def _number(value: Any, where: str, path: Path | str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MTLReproError(f"{path}: {where} is {value!r}, not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise MTLReproError(f"{path}: {where} is {value} (non-finite)")
+    return value
+
+
+def _require(data: Mapping, key: str, path: Path | str, kind: type | tuple = object) -> Any:
+    if not isinstance(data, Mapping) or key not in data:
+        raise MTLReproError(f"{path}: missing key {key!r}")
+    value = data[key]
+    if not isinstance(value, kind):
+        raise MTLReproError(f"{path}: key {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _task_order(data: Mapping, tasks: Mapping, path: Path | str) -> list[str]:
+    order = data.get("task_order")
+    if order is None:
+        return list(tasks)
+    if not isinstance(order, list) or sorted(map(str, order)) != sorted(tasks) or len(order) != len(set(order)):
+        raise MTLReproError(f"{path}: task_order {order} does not match the tasks {sorted(tasks)}")
+    return [str(t) for t in order]
+
+
+def _check_field(data: Mapping, key: str, expected: Any, path: Path) -> None:
+    if expected is None:
+        return
+    value = _require(data, key, path)
+    if key in ("seed", "fraction"):
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and float(value) == float(expected)
+    else:
+        ok = value == expected
+    if not ok:
+        raise MTLReproError(f"{path}: {key} is {value!r} but {expected!r} was expected from its location")
+
+
+def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: str | None = None,
+              fraction: int | None = None, seed: int | None = None) -> dict:
+    """Reads and validates one evaluation file; returns
+    ``{"path", "dataset", "method", "seed", "fraction", "task_order",
+    "tasks": {task: {"primary", "higher_is_better", "kind", "value"}}}`` where ``value`` is the
+    task's primary metric.  The identifying fields given are checked against the file's."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MTLReproError(f"{path}: an evaluation file must hold a JSON object")
+    for key, expected in (("dataset", dataset), ("method", method), ("fraction", fraction), ("seed", seed)):
+        _check_field(data, key, expected, path)
+    tasks_in = _require(data, "tasks", path, dict)
+    if not tasks_in:
+        raise MTLReproError(f"{path}: no tasks")
+    tasks = {}
+    for name, task in tasks_in.items():
+        if not isinstance(task, dict):
+            raise MTLReproError(f"{path}: tasks.{name} must be an object")
+        primary = _require(task, "primary", f"{path} (tasks.{name})", str)
+        hib = _require(task, "higher_is_better", f"{path} (tasks.{name})", bool)
+        metrics = _require(task, "metrics", f"{path} (tasks.{name})", dict)
+        if primary not in metrics:
+            raise MTLReproError(f"{path}: tasks.{name}.metrics has no primary metric {primary!r}")
+        value = _number(metrics[primary], f"tasks.{name}.metrics.{primary}", path)
+        tasks[str(name)] = {"primary": primary, "higher_is_better": hib, "kind": task.get("kind"),
+                            "value": value}
+    order = _task_order(data, tasks, path)
+    return {"path": path, "dataset": data.get("dataset"), "method": data.get("method"),
+            "seed": int(data["seed"]) if "seed" in data else None,
+            "fraction": _fraction_int(data["fraction"], f"{path}: fraction") if "fraction" in data else None,
+            "task_order": order, "tasks": {t: tasks[t] for t in order}}
+
+
+def _reference_from_evals(evals: Sequence[dict], fraction: int) -> dict:
+    first = evals[0]
+    seen: dict[int, Path] = {}
+    for ev in evals:
+        path = ev["path"]
+        if ev["method"] != STL_METHOD:
+            raise MTLReproError(f"{path}: method is {ev['method']!r}, the reference needs {STL_METHOD!r}")
+        if ev["fraction"] != fraction:
+            raise MTLReproError(f"{path}: fraction is {ev['fraction']!r}, the reference is at {fraction}")
+        if ev["dataset"] != first["dataset"]:
+            raise MTLReproError(f"{path}: dataset {ev['dataset']!r} differs from {first['dataset']!r} "
+                                f"in {first['path']}")
+        if ev["seed"] is None:
+            raise MTLReproError(f"{path}: missing key 'seed'")
+        if ev["seed"] in seen:
+            raise MTLReproError(f"{path}: seed {ev['seed']} appears twice (also in {seen[ev['seed']]})")
+        seen[ev["seed"]] = path
+        if ev["task_order"] != first["task_order"]:
+            raise MTLReproError(f"{path}: tasks {ev['task_order']} differ from {first['task_order']} "
+                                f"in {first['path']}")
+        for task, info in ev["tasks"].items():
+            ref = first["tasks"][task]
+            for key in ("primary", "higher_is_better"):
+                if info[key] != ref[key]:
+                    raise MTLReproError(f"{path}: tasks.{task}.{key} is {info[key]!r} but "
+                                        f"{ref[key]!r} in {first['path']}")
+    ordered = sorted(evals, key=lambda e: e["seed"])
+    tasks = {}
+    for task in first["task_order"]:
+        values = [e["tasks"][task]["value"] for e in ordered]
+        mean, std = mean_std(values)
+        tasks[task] = {"primary": first["tasks"][task]["primary"],
+                       "higher_is_better": first["tasks"][task]["higher_is_better"],
+                       "kind": first["tasks"][task]["kind"],
+                       "mean": mean, "std": std, "values": values}
+    return {"dataset": first["dataset"], "method": STL_METHOD, "fraction": fraction,
+            "seeds": [e["seed"] for e in ordered], "std_ddof": STD_DDOF,
+            "task_order": list(first["task_order"]), "tasks": tasks}
+
+
+def build_reference(eval_files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                    fraction: int = REFERENCE_FRACTION, params: Any = None) -> dict:
+    """Builds the STL reference of one dataset from its STL evaluation files at `fraction`
+    (default 100; every seed given) and writes it atomically to `out` with a provenance
+    sidecar.  Files ending in ``.provenance.json`` are ignored.  Returns the reference."""
+    out = Path(out)
+    fraction = _fraction_int(fraction)
+    files = [Path(f) for f in eval_files if not str(f).endswith(".provenance.json")]
+    if not files:
+        raise MTLReproError(f"no STL evaluation files given to build the reference {out}")
+    evals = [load_eval(f, method=STL_METHOD, fraction=fraction) for f in files]
+    reference = _reference_from_evals(evals, fraction)
+    write_json(out, reference)
+    write_sidecar(out, params, stage="stl-reference",
+                  inputs={str(f): sha256_file(f) for f in sorted(files)})
+    return reference
+
+
+def load_reference(path: str | os.PathLike, *, dataset: str | None = None,
+                   fraction: int | None = None) -> dict:
+    """Reads and validates a reference written by `build_reference`."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MTLReproError(f"{path}: a reference must hold a JSON object")
+    _check_field(data, "dataset", dataset, path)
+    _check_field(data, "fraction", fraction, path)
+    tasks = _require(data, "tasks", path, dict)
+    if not tasks:
+        raise MTLReproError(f"{path}: no tasks")
+    order = _task_order(data, tasks, path)
+    for task in order:
+        info = tasks[task]
+        _require(info, "primary", f"{path} (tasks.{task})", str)
+        _require(info, "higher_is_better", f"{path} (tasks.{task})", bool)
+        _number(_require(info, "mean", f"{path} (tasks.{task})"), f"tasks.{task}.mean", path)
+        _number(info.get("std", 0.0), f"tasks.{task}.std", path)
+    return {**data, "path": path, "task_order": order, "tasks": {t: tasks[t] for t in order}}
+
+
+def load_robustness(path: str | os.PathLike, *, dataset: str | None = None, method: str | None = None,
+                    seed: int | None = None, kinds: Sequence[str] = (),
+                    strengths: Sequence[float] = ()) -> dict:
+    """Reads and validates one robustness file; returns ``{"path", "task_order", "tasks",
+    "curves": {kind: {strength: {task: value}}}}`` holding, for each kind asked, strength 0 and
+    every strength asked (each must be in the file)."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MTLReproError(f"{path}: a robustness file must hold a JSON object")
+    for key, expected in (("dataset", dataset), ("method", method), ("seed", seed)):
+        _check_field(data, key, expected, path)
+    tasks_in = _require(data, "tasks", path, dict)
+    if not tasks_in:
+        raise MTLReproError(f"{path}: no tasks")
+    tasks = {}
+    for name, task in tasks_in.items():
+        tasks[str(name)] = {"primary": _require(task, "primary", f"{path} (tasks.{name})", str),
+                            "higher_is_better": _require(task, "higher_is_better",
+                                                         f"{path} (tasks.{name})", bool)}
+    order = _task_order(data, tasks, path)
+    perts = _require(data, "perturbations", path, dict)
+    wanted = sorted({0.0, *(float(s) for s in strengths)})
+    curves: dict[str, dict[float, dict[str, float]]] = {}
+    for kind in kinds:
+        if kind not in perts:
+            raise MTLReproError(f"{path}: perturbation kind {kind!r} is missing "
+                                f"(present: {sorted(perts)})")
+        entries = perts[kind]
+        if not isinstance(entries, list):
+            raise MTLReproError(f"{path}: perturbations.{kind} must be a list")
+        curve: dict[float, dict[str, float]] = {}
+        for strength in wanted:
+            hits = [e for e in entries if isinstance(e, dict) and "strength" in e
+                    and math.isclose(_number(e["strength"], f"perturbations.{kind}[].strength", path),
+                                     strength, rel_tol=1e-9, abs_tol=1e-12)]
+            if not hits:
+                raise MTLReproError(f"{path}: perturbations.{kind} has no entry at strength {strength:g}")
+            if len(hits) > 1:
+                raise MTLReproError(f"{path}: perturbations.{kind} has {len(hits)} entries at "
+                                    f"strength {strength:g}")
+            values = _require(hits[0], "values", f"{path} (perturbations.{kind}, strength {strength:g})",
+                              dict)
+            missing = [t for t in order if t not in values]
+            if missing:
+                raise MTLReproError(f"{path}: perturbations.{kind} at strength {strength:g} lacks "
+                                    f"task(s) {missing}")
+            curve[strength] = {t: _number(values[t], f"perturbations.{kind}[strength={strength:g}]."
+                                                     f"values.{t}", path) for t in order}
+        curves[kind] = curve
+    return {"path": path, "task_order": order, "tasks": {t: tasks[t] for t in order}, "curves": curves}
+
+
+def _check_against_reference(path: Path, task_order: Sequence[str], tasks: Mapping, reference: dict) -> None:
+    if sorted(task_order) != sorted(reference["task_order"]):
+        raise MTLReproError(f"{path}: tasks {list(task_order)} differ from the reference's "
+                            f"{reference['task_order']} ({reference['path']})")
+    for task in reference["task_order"]:
+        for key in ("primary", "higher_is_better"):
+            if tasks[task][key] != reference["tasks"][task][key]:
+                raise MTLReproError(f"{path}: tasks.{task}.{key} is {tasks[task][key]!r} but the "
+                                    f"reference {reference['path']} has {reference['tasks'][task][key]!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The stl-reference stage
+# --------------------------------------------------------------------------------------------
+
+def stl_reference(params: Mapping, eval_dir: str | os.PathLike, reference_dir: str | os.PathLike,
+                  datasets: Sequence[str] | None = None) -> list[Path]:
+    """Writes, for each dataset (default: all of ``params["datasets"]``), the STL reference at
+    100 % (``<reference_dir>/<dataset>.json``) and, when STL is a data-fraction method, one per
+    other data fraction (``<dataset>_pct<f>.json``), from the STL evaluations of every seed in
+    params.  Returns the paths written."""
+    datasets = list(datasets) if datasets is not None else list(params["datasets"])
+    df = _ablation(params, "data_fraction")
+    written = []
+    for ds in datasets:
+        for fraction in reference_fractions(params):
+            seeds = _seeds(params) if fraction == REFERENCE_FRACTION else _seeds(params, df)
+            files = [eval_path(eval_dir, ds, STL_METHOD, fraction, s) for s in seeds]
+            for f in files:
+                if not f.exists():
+                    raise MTLReproError(f"missing input file: {f}")
+            out = reference_path(reference_dir, ds, fraction)
+            ref = build_reference(files, out, fraction=fraction, params=_params_slice(params))
+            if ref["dataset"] != ds:
+                raise MTLReproError(f"{files[0]}: dataset is {ref['dataset']!r}, expected {ds!r}")
+            written.append(out)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Table model and rendering
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Stat:
+    values: list[float]
+    mean: float = 0.0
+    std: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = mean_std(self.values)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class _Column:
+    key: str
+    label: str            # plain text label (CSV "column" and Markdown header)
+    higher_is_better: bool | None
+    style: str            # "sig4", "fix3" or "fix2"
+    arrow: bool = True
+
+
+@dataclass
+class _Table:
+    title: str
+    caption: str
+    columns: list[_Column]
+    rows: list[str]
+    cells: dict[tuple[str, str], _Stat] = field(default_factory=dict)
+    row_header: str = "Method"
+
+    def best(self) -> set[tuple[str, str]]:
+        marked = set()
+        for col in self.columns:
+            if col.higher_is_better is None:
+                continue
+            entries = [(row, self.cells[(row, col.key)].mean) for row in self.rows
+                       if (row, col.key) in self.cells]
+            means = [m for _, m in entries]
+            if len(entries) < 2 or max(means) == min(means):
+                continue
+            target = max(means) if col.higher_is_better else min(means)
+            marked |= {(row, col.key) for row, m in entries if m == target}
+        return marked
+
+
+def _decimals(style: str, mean: float, std: float = 0.0) -> int:
+    if style == "fix2":
+        return 2
+    if style == "fix3":
+        return 3
+    magnitude = abs(mean) if mean != 0 else abs(std)
+    if magnitude == 0 or not math.isfinite(magnitude):
+        return 4
+    return int(min(10, max(0, 3 - math.floor(math.log10(magnitude)))))
+
+
+def _fmt(stat: _Stat, style: str, pm: str) -> str:
+    d = _decimals(style, stat.mean, stat.std)
+    mean = 0.0 if stat.mean == 0 else stat.mean  # no "-0.00"
+    text_mean = f"{mean:.{d}f}"
+    if text_mean.lstrip("-").strip("0.") == "":
+        text_mean = text_mean.lstrip("-")
+    return f"{text_mean}{pm}{stat.std:.{d}f}"
+
+
+def _arrow(col: _Column, latex: bool) -> str:
+    if not col.arrow or col.higher_is_better is None:
+        return ""
+    if latex:
+        return r" $\uparrow$" if col.higher_is_better else r" $\downarrow$"
+    return " ↑" if col.higher_is_better else " ↓"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    text = text.replace("Δ", "\x00")
+    out = "".join(_TEX_ESCAPES.get(c, c) for c in text)
+    out = out.replace("\x00", r"$\Delta$").replace("±", r"$\pm$").replace("—", "---")
+    return out.replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$").replace("→", r"$\to$")
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def _render_md(table: _Table, level: str = "#") -> str:
+    best = table.best()
+    header = [table.row_header] + [_md_escape(c.label) + _arrow(c, False) for c in table.columns]
+    lines = [f"{level} {table.title}", "", f"*{table.caption}*", "",
+             "| " + " | ".join(header) + " |",
+             "|" + "|".join([":---"] + ["---:"] * len(table.columns)) + "|"]
+    for row in table.rows:
+        cells = [_md_escape(row)]
+        for col in table.columns:
+            stat = table.cells.get((row, col.key))
+            if stat is None:
+                cells.append("—")
+                continue
+            text = _fmt(stat, col.style, " ± ")
+            cells.append(f"**{text}**" if (row, col.key) in best else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _render_tex(table: _Table) -> str:
+    best = table.best()
+    lines = [f"% {_tex(table.title)}", f"% {_tex(table.caption)}",
+             r"% requires \usepackage{booktabs}",
+             r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
+             " & ".join([_tex(table.row_header)] + [_tex(c.label) + _arrow(c, True) for c in table.columns])
+             + r" \\", r"\midrule"]
+    for row in table.rows:
+        cells = [_tex(row)]
+        for col in table.columns:
+            stat = table.cells.get((row, col.key))
+            if stat is None:
+                cells.append("--")
+                continue
+            text = _fmt(stat, col.style, r" $\pm$ ")
+            cells.append(rf"\textbf{{{text}}}" if (row, col.key) in best else text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = _stdio.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Per-dataset computations
+# --------------------------------------------------------------------------------------------
+
+def _params_slice(params: Mapping) -> dict:
+    return {k: params.get(k) for k in ("datasets", "methods", "seeds", "ablations") if k in params}
+
+
+def _ordered(methods: Sequence[str], order: Sequence[str]) -> list[str]:
+    """`methods` in the order of `order` (the papers' order); unknown ones keep their order, last."""
+    methods = list(dict.fromkeys(methods))
+    known = [m for m in order if m in methods]
+    return known + [m for m in methods if m not in known]
+
+
+def _metric_style(metric: str, kind: str | None) -> str:
+    if kind == "regression" or metric.lower() in _ERROR_METRICS:
+        return "sig4"
+    return "fix3"
+
+
+def _common_direction(reference: dict) -> bool | None:
+    dirs = {reference["tasks"][t]["higher_is_better"] for t in reference["task_order"]}
+    return dirs.pop() if len(dirs) == 1 else None
+
+
+def _mean_score_style(reference: dict) -> str:
+    styles = {_metric_style(i["primary"], i.get("kind")) for i in reference["tasks"].values()}
+    return "fix3" if styles == {"fix3"} else "sig4"
+
+
+def _average_meaningful(reference: dict, kinds: Mapping[str, str | None]) -> bool:
+    """An average of the primary metric over tasks is shown in the main table only when every
+    task is a classification task and all share one primary metric and direction."""
+    infos = [reference["tasks"][t] for t in reference["task_order"]]
+    if len({i["primary"] for i in infos}) != 1 or len({i["higher_is_better"] for i in infos}) != 1:
+        return False
+    task_kinds = [kinds.get(t) for t in reference["task_order"]]
+    if all(k is not None for k in task_kinds):
+        return all(k != "regression" for k in task_kinds)
+    return infos[0]["primary"].lower() in _SCORE_METRICS
+
+
+def _metric_label(metric: str) -> str:
+    special = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "auc": "AUC", "roc_auc": "ROC-AUC",
+               "ap": "AP", "f1": "F1", "accuracy": "Acc.", "acc": "Acc.", "miou": "mIoU"}
+    return special.get(metric.lower(), metric)
+
+
+def _mean_score(ev: dict, order: Sequence[str]) -> float:
+    return float(np.mean([ev["tasks"][t]["value"] for t in order]))
+
+
+def _seed_deltas(evals: Sequence[dict], reference: dict) -> list[float]:
+    ref = {t: reference["tasks"][t]["mean"] for t in reference["task_order"]}
+    hib = {t: reference["tasks"][t]["higher_is_better"] for t in reference["task_order"]}
+    out = []
+    for ev in evals:
+        try:
+            out.append(delta_m({t: ev["tasks"][t]["value"] for t in ev["task_order"]}, ref, hib))
+        except MTLReproError as err:
+            raise MTLReproError(f"{ev['path']} against {reference['path']}: {err}") from None
+    return out
+
+
+def _delta_stat(method: str, evals: Sequence[dict], reference: dict) -> _Stat:
+    stat = _Stat(_seed_deltas(evals, reference))
+    if method == STL_METHOD and reference.get("fraction") == evals[0]["fraction"]:
+        if abs(stat.mean) > _STALE_TOL:
+            raise MTLReproError(
+                f"the STL evaluations ({', '.join(str(e['path']) for e in evals)}) give Delta_m "
+                f"{stat.mean:.3g} % against {reference['path']}, not 0: the reference is stale or was "
+                f"built from other seeds; rebuild it with the stl-reference stage")
+        stat.mean = 0.0  # exactly 0 by construction; only round-off was removed
+    return stat
+
+
+@dataclass
+class _DatasetResult:
+    dataset: str
+    tables: dict[str, str] = field(default_factory=dict)      # file name -> text
+    figures: dict[str, Any] = field(default_factory=dict)     # file name -> callable(path)
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+class _Loader:
+    """Loads every input once, recording its sha256 for the sidecars."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, str] = {}
+        self._evals: dict[Path, dict] = {}
+
+    def _record(self, path: Path) -> None:
+        self.inputs[str(path)] = sha256_file(path)
+
+    def eval(self, eval_dir, ds, method, fraction, seed, reference) -> dict:
+        path = eval_path(eval_dir, ds, method, fraction, seed)
+        if path not in self._evals:
+            ev = load_eval(path, dataset=ds, method=method, fraction=fraction, seed=seed)
+            _check_against_reference(path, ev["task_order"], ev["tasks"], reference)
+            self._record(path)
+            self._evals[path] = ev
+        return self._evals[path]
+
+    def reference(self, reference_dir, ds, fraction) -> dict:
+        path = reference_path(reference_dir, ds, fraction)
+        ref = load_reference(path, dataset=ds, fraction=fraction)
+        self._record(path)
+        return ref
+
+    def robustness(self, robustness_dir, ds, method, seed, kinds, strengths, reference) -> dict:
+        path = robustness_path(robustness_dir, ds, method, seed)
+        rob = load_robustness(path, dataset=ds, method=method, seed=seed, kinds=kinds, strengths=strengths)
+        _check_against_reference(path, rob["task_order"], rob["tasks"], reference)
+        self._record(path)
+        return rob
+
+
+def _seeds_text(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _main_table(ds: str, params: Mapping, reference: dict, evals: dict[str, list[dict]],
+                result: _DatasetResult) -> tuple[_Table, dict[str, _Stat]]:
+    order = reference["task_order"]
+    methods = list(evals)
+    kinds = {t: evals[methods[0]][0]["tasks"][t].get("kind") or reference["tasks"][t].get("kind")
+             for t in order}
+    columns = []
+    for t in order:
+        info = reference["tasks"][t]
+        columns.append(_Column(f"task:{t}", f"{t} ({_metric_label(info['primary'])})",
+                               info["higher_is_better"], _metric_style(info["primary"], kinds[t])))
+    show_avg = _average_meaningful(reference, kinds)
+    if show_avg:
+        metric = reference["tasks"][order[0]]["primary"]
+        columns.append(_Column("mean_score", f"Avg. {_metric_label(metric)}",
+                               reference["tasks"][order[0]]["higher_is_better"],
+                               _metric_style(metric, kinds[order[0]])))
+    columns.append(_Column("delta_m", "Δm%", False, "fix2"))
+    n_seeds = sorted({len(v) for v in evals.values()})
+    table = _Table(
+        title=f"{ds}: main results",
+        caption=(f"Primary metric per task at 100% of the training data (↓ lower / ↑ higher is "
+                 f"better{'; errors in the target units' if 'regression' in kinds.values() else ''}), "
+                 f"mean ± std (numpy ddof={STD_DDOF}) over "
+                 f"{'/'.join(map(str, n_seeds))} seeds"
+                 + ("; Avg. = mean over tasks" if show_avg else "")
+                 + f"; Δm% vs the STL reference {reference['path'].name} (mean over its "
+                 f"{len(reference.get('seeds', []))} seeds; lower is better, STL = 0). Best per column in bold."),
+        columns=columns, rows=methods)
+    delta_stats = {}
+    for m in methods:
+        for t in order:
+            table.cells[(m, f"task:{t}")] = _Stat([e["tasks"][t]["value"] for e in evals[m]])
+        score = _Stat([_mean_score(e, order) for e in evals[m]])
+        if show_avg:
+            table.cells[(m, "mean_score")] = score
+        delta_stats[m] = _delta_stat(m, evals[m], reference)
+        table.cells[(m, "delta_m")] = delta_stats[m]
+        result.summary[m] = {"delta_m": delta_stats[m].mean, "delta_m_std": delta_stats[m].std,
+                             "mean_score": score.mean, "mean_score_std": score.std,
+                             "n_seeds": score.n}
+    return table, delta_stats
+
+
+def _main_csv(ds: str, table: _Table) -> str:
+    best = table.best()
+    rows = []
+    for m in table.rows:
+        for col in table.columns:
+            stat = table.cells[(m, col.key)]
+            rows.append([ds, m, col.label, stat.mean, stat.std, stat.n, (m, col.key) in best])
+    return _csv_text(["dataset", "method", "column", "mean", "std", "n_seeds", "best"], rows)
+
+
+def _data_fraction(ds: str, params: Mapping, methods: list[str], fractions: list[int],
+                   evals: dict[str, dict[int, list[dict]]], refs: dict[int, dict], main_ref: dict):
+    order = main_ref["task_order"]
+    direction = _common_direction(main_ref)
+    seeds_n = sorted({len(v) for per in evals.values() for v in per.values()})
+    cols_score = [_Column(f"pct{f}", f"{f}%", direction, _mean_score_style(main_ref), arrow=False)
+                  for f in fractions]
+    cols_delta = [_Column(f"pct{f}", f"{f}%", False, "fix2", arrow=False) for f in fractions]
+    ref_text = ", ".join(f"{f}%→{refs[f]['path'].name}" for f in fractions)
+    score = _Table(
+        title=f"{ds}: data fraction — mean primary score",
+        caption=(f"Average over tasks of the primary metric ("
+                 f"{'higher' if direction else 'lower' if direction is not None else 'mixed directions: see per-task'}"
+                 f" is better) vs the percentage of the training split used, mean ± std (numpy "
+                 f"ddof={STD_DDOF}) over {'/'.join(map(str, seeds_n))} seeds. Best per column in bold."),
+        columns=cols_score, rows=methods)
+    delta = _Table(
+        title=f"{ds}: data fraction — Δm% vs STL",
+        caption=(f"Δm% (lower is better) per seed against the STL reference at the same fraction when "
+                 f"STL ran at it, else the 100% reference ({ref_text}), mean ± std (numpy "
+                 f"ddof={STD_DDOF}) over {'/'.join(map(str, seeds_n))} seeds. Best per column in bold."),
+        columns=cols_delta, rows=methods)
+    for m in methods:
+        for f in fractions:
+            score.cells[(m, f"pct{f}")] = _Stat([_mean_score(e, order) for e in evals[m][f]])
+            delta.cells[(m, f"pct{f}")] = _delta_stat(m, evals[m][f], refs[f])
+    md = _render_md(score, "##") + "\n" + _render_md(delta, "##")
+    md = f"# {ds}: data-fraction ablation\n\n" + md
+    tex = _render_tex(score) + "\n" + _render_tex(delta)
+    rows = []
+    for quantity, table in (("mean_score", score), ("delta_m", delta)):
+        best = table.best()
+        for m in methods:
+            for f in fractions:
+                stat = table.cells[(m, f"pct{f}")]
+                rows.append([ds, quantity, m, f, stat.mean, stat.std, stat.n, (m, f"pct{f}") in best,
+                             refs[f]["path"].name if quantity == "delta_m" else ""])
+    csv_text = _csv_text(["dataset", "quantity", "method", "fraction", "mean", "std", "n_seeds", "best",
+                          "reference"], rows)
+    return md, tex, csv_text, score, delta
+
+
+def _robustness(ds: str, methods: list[str], kinds: list[str], strengths: list[float],
+                robs: dict[str, list[dict]], main_ref: dict):
+    order = main_ref["task_order"]
+    hib = {t: main_ref["tasks"][t]["higher_is_better"] for t in order}
+    direction = _common_direction(main_ref)
+    seeds_n = sorted({len(v) for v in robs.values()})
+    tables: dict[str, tuple[_Table, _Table]] = {}
+    for kind in kinds:
+        score = _Table(
+            title=f"{ds}: robustness to {kind} — mean primary score",
+            caption=(f"Average over tasks of the primary metric under {kind} perturbations of "
+                     f"increasing strength (columns), mean ± std (numpy ddof={STD_DDOF}) over "
+                     f"{'/'.join(map(str, seeds_n))} seeds. Best per column in bold."),
+            columns=[_Column(f"s{s!r}", f"{s:g}", direction, _mean_score_style(main_ref), arrow=False)
+                     for s in strengths],
+            rows=methods, row_header="Method \\ strength")
+        drop = _Table(
+            title=f"{ds}: robustness to {kind} — relative drop (%) vs strength 0",
+            caption=(f"Relative degradation vs the same method and seed at strength 0 (per task, "
+                     f"sign-adjusted as in Δm, averaged over tasks; %, lower is better), mean ± std "
+                     f"(numpy ddof={STD_DDOF}) over {'/'.join(map(str, seeds_n))} seeds."),
+            columns=[_Column(f"s{s!r}", f"{s:g}", False, "fix2", arrow=False) for s in strengths],
+            rows=methods, row_header="Method \\ strength")
+        for m in methods:
+            for s in strengths:
+                score.cells[(m, f"s{s!r}")] = _Stat(
+                    [float(np.mean([r["curves"][kind][s][t] for t in order])) for r in robs[m]])
+                drops = []
+                for r in robs[m]:
+                    try:
+                        drops.append(delta_m(r["curves"][kind][s], r["curves"][kind][0.0], hib))
+                    except MTLReproError as err:
+                        raise MTLReproError(f"{r['path']} ({kind}, strength {s:g} vs 0): {err}") from None
+                drop.cells[(m, f"s{s!r}")] = _Stat(drops)
+        tables[kind] = (score, drop)
+    md = f"# {ds}: robustness\n\n" + "\n".join(
+        _render_md(t, "##") + "\n" + _render_md(d, "##") for t, d in tables.values())
+    tex = "\n".join(_render_tex(t) + "\n" + _render_tex(d) for t, d in tables.values())
+    rows = []
+    for kind, pair in tables.items():
+        for quantity, table in zip(("mean_score", "relative_drop_pct"), pair):
+            best = table.best()
+            for m in methods:
+                for s in strengths:
+                    stat = table.cells[(m, f"s{s!r}")]
+                    rows.append([ds, m, kind, s, quantity, stat.mean, stat.std, stat.n,
+                                 (m, f"s{s!r}") in best])
+    csv_text = _csv_text(["dataset", "method", "kind", "strength", "quantity", "mean", "std", "n_seeds",
+                          "best"], rows)
+    return md, tex, csv_text, tables
+
+
+# --------------------------------------------------------------------------------------------
+# Figures (matplotlib's object API on the Agg canvas: no pyplot, no global backend switch)
+# --------------------------------------------------------------------------------------------
+
+def _figure(nrows: int, ncols: int, width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=120)
+
+
+def _plot_delta_m(ds: str, stats: dict[str, _Stat], path: Path) -> None:
+    methods = list(stats)
+    fig, axes = _figure(1, 1, max(5.5, 0.6 * len(methods) + 1.5), 3.8)
+    ax = axes[0][0]
+    means = [stats[m].mean for m in methods]
+    stds = [stats[m].std for m in methods]
+    colors = ["0.6" if m == STL_METHOD else ("tab:red" if v > 0 else "tab:blue")
+              for m, v in zip(methods, means)]
+    ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color=colors)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+    ax.set_ylabel("Δm (%) vs STL  (lower is better)")
+    ax.set_title(f"{ds}: Δm per method (mean ± std over seeds)", fontsize="medium")
+    _save(fig, path)
+
+
+def _plot_lines(ax, x: Sequence[float], table: _Table, keys: Sequence[str]) -> None:
+    for m in table.rows:
+        stats = [table.cells[(m, k)] for k in keys]
+        ax.errorbar(x, [s.mean for s in stats], yerr=[s.std for s in stats], marker="o",
+                    markersize=3, capsize=2, label=m)
+
+
+def _plot_data_fraction(ds: str, fractions: list[int], score: _Table, delta: _Table, path: Path) -> None:
+    fig, axes = _figure(1, 2, 10, 3.8)
+    keys = [f"pct{f}" for f in fractions]
+    _plot_lines(axes[0][0], fractions, score, keys)
+    axes[0][0].set_ylabel("mean primary score over tasks")
+    _plot_lines(axes[0][1], fractions, delta, keys)
+    axes[0][1].axhline(0.0, color="black", linewidth=0.8)
+    axes[0][1].set_ylabel("Δm (%) vs STL  (lower is better)")
+    for ax in axes[0]:
+        ax.set_xlabel("training data (%)")
+        ax.set_xticks(fractions)
+    axes[0][1].legend(fontsize="small")
+    fig.suptitle(f"{ds}: data-fraction ablation (mean ± std over seeds)")
+    _save(fig, path)
+
+
+def _plot_robustness(ds: str, strengths: list[float], tables: dict[str, tuple[_Table, _Table]],
+                     path: Path) -> None:
+    kinds = list(tables)
+    fig, axes = _figure(2, len(kinds), 4.5 * len(kinds) + 0.5, 6.5)
+    keys = [f"s{s!r}" for s in strengths]
+    for j, kind in enumerate(kinds):
+        score, drop = tables[kind]
+        _plot_lines(axes[0][j], strengths, score, keys)
+        axes[0][j].set_title(kind)
+        axes[0][j].set_ylabel("mean primary score over tasks")
+        _plot_lines(axes[1][j], strengths, drop, keys)
+        axes[1][j].axhline(0.0, color="black", linewidth=0.8)
+        axes[1][j].set_ylabel("relative drop (%) vs strength 0")
+        axes[1][j].set_xlabel("perturbation strength")
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle(f"{ds}: robustness (mean ± std over seeds)")
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# The aggregate stage
+# --------------------------------------------------------------------------------------------
+
+def _collect(ds: str, params: Mapping, eval_dir, robustness_dir, reference_dir) -> _DatasetResult:
+    result = _DatasetResult(ds)
+    loader = _Loader()
+    order = list(params["methods"])
+    seeds = _seeds(params)
+    main_ref = loader.reference(reference_dir, ds, REFERENCE_FRACTION)
+
+    # main table
+    main_evals = {m: [loader.eval(eval_dir, ds, m, REFERENCE_FRACTION, s, main_ref) for s in seeds]
+                  for m in order}
+    table, delta_stats = _main_table(ds, params, main_ref, main_evals, result)
+    result.tables[f"{ds}_main.md"] = _render_md(table)
+    result.tables[f"{ds}_main.tex"] = _render_tex(table)
+    result.tables[f"{ds}_main.csv"] = _main_csv(ds, table)
+    result.figures[f"{ds}_delta_m.png"] = lambda p: _plot_delta_m(ds, delta_stats, p)
+
+    # data fraction
+    df = _ablation(params, "data_fraction")
+    fractions = _df_fractions(params)
+    if fractions:
+        methods = _ordered(df["methods"], order)
+        df_seeds = _seeds(params, df)
+        refs = {}
+        for f in fractions:
+            rf = _df_reference_fraction(params, f)
+            refs[f] = main_ref if rf == REFERENCE_FRACTION else loader.reference(reference_dir, ds, rf)
+            _check_against_reference(refs[f]["path"], refs[f]["task_order"], refs[f]["tasks"], main_ref)
+        evals = {m: {f: [loader.eval(eval_dir, ds, m, f, s, main_ref) for s in df_seeds] for f in fractions}
+                 for m in methods}
+        md, tex, csv_text, score, delta = _data_fraction(ds, params, methods, fractions, evals, refs, main_ref)
+        result.tables[f"{ds}_data_fraction.md"] = md
+        result.tables[f"{ds}_data_fraction.tex"] = tex
+        result.tables[f"{ds}_data_fraction.csv"] = csv_text
+        result.figures[f"{ds}_data_fraction.png"] = (
+            lambda p: _plot_data_fraction(ds, fractions, score, delta, p))
+
+    # robustness
+    rob = _ablation(params, "robustness")
+    if rob.get("methods") and rob.get("kinds"):
+        methods = _ordered(rob["methods"], order)
+        kinds = list(rob["kinds"])
+        strengths = sorted({0.0, *(float(s) for s in rob.get("strengths") or [])})
+        rob_seeds = _seeds(params, rob)
+        robs = {m: [loader.robustness(robustness_dir, ds, m, s, kinds, strengths, main_ref)
+                    for s in rob_seeds] for m in methods}
+        md, tex, csv_text, tables = _robustness(ds, methods, kinds, strengths, robs, main_ref)
+        result.tables[f"{ds}_robustness.md"] = md
+        result.tables[f"{ds}_robustness.tex"] = tex
+        result.tables[f"{ds}_robustness.csv"] = csv_text
+        result.figures[f"{ds}_robustness.png"] = lambda p: _plot_robustness(ds, strengths, tables, p)
+    result.inputs = loader.inputs
+    return result
+
+
+def _round(value: float, digits: int = 6) -> float:
+    """6 significant digits, and floating-point round-off (|x| < 1e-12) shown as 0: diff-friendly."""
+    return 0.0 if abs(value) < 1e-12 else float(f"{value:.{digits}g}")
+
+
+class _Staging:
+    """Hidden folders inside each destination; `commit` moves sidecar then artifact into place."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, Path] = {}
+        self._created: list[Path] = []
+        self.staged: list[tuple[Path, Path]] = []  # (staged artifact, final artifact)
+
+    def path_for(self, final: Path) -> Path:
+        dest = final.parent
+        if dest not in self._dirs:
+            missing = [p for p in [dest, *dest.parents] if not p.exists()]
+            dest.mkdir(parents=True, exist_ok=True)
+            self._created += missing
+            self._dirs[dest] = Path(tempfile.mkdtemp(prefix=".aggregate-staging-", dir=dest))
+        staged = self._dirs[dest] / final.name
+        self.staged.append((staged, final))
+        return staged
+
+    def commit(self) -> None:
+        for staged, final in self.staged:
+            sidecar = staged.with_name(staged.name + ".provenance.json")
+            if sidecar.exists():
+                os.replace(sidecar, final.with_name(final.name + ".provenance.json"))
+            os.replace(staged, final)
+
+    def cleanup(self, failed: bool) -> None:
+        for tmp in self._dirs.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if failed:
+            for path in sorted(set(self._created), key=lambda q: len(q.parts), reverse=True):
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+
+
+def _load_logs(params: Mapping, logs_dir: Path, ds: str) -> dict[str, list[dict]]:
+    logs: dict[str, list[dict]] = {}
+    for method in params["methods"]:
+        for seed in params["seeds"]:
+            path = logs_dir / ds / method / "pct100" / f"seed{seed}.json"
+            logs.setdefault(method, []).append(read_json(path))
+    return logs
+
+
+def _val_curve(log: dict) -> tuple[list[int], list[float]]:
+    """Validation score per epoch; STL's per-task histories are averaged over tasks."""
+    history = log["history"]
+    if isinstance(history, dict):
+        runs = list(history.values())
+        epochs = [h["epoch"] for h in runs[0]]
+        return epochs, [float(np.mean([run[i]["val_score"] for run in runs])) for i in range(len(epochs))]
+    return [h["epoch"] for h in history], [h["val_score"] for h in history]
+
+
+def _plot_training(ds: str, logs: dict[str, list[dict]], path: Path) -> None:
+    fig, ax = _figure(1, 1, 6.0, 4.0)
+    ax = ax[0][0] if hasattr(ax, "__getitem__") and hasattr(ax[0], "__getitem__") else ax
+    for method, runs in logs.items():
+        curves = [_val_curve(r) for r in runs]
+        n = min(len(c[1]) for c in curves)
+        values = np.array([c[1][-n:] for c in curves])
+        epochs = curves[0][0][-n:]
+        ax.plot(epochs, values.mean(0), label=method)
+        ax.fill_between(epochs, values.mean(0) - values.std(0), values.mean(0) + values.std(0), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation score (mean normalised MAE / error rate; lower is better)")
+    ax.set_title(f"{ds}: validation score during training (mean +- std over seeds)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str | os.PathLike,
+              reference_dir: str | os.PathLike, tables_dir: str | os.PathLike,
+              figures_dir: str | os.PathLike, summary_path: str | os.PathLike,
+              logs_dir: str | os.PathLike | None = None) -> dict:
+    """Reads the evaluation, robustness and reference files that params says exist and writes,
+    per dataset, ``<tables_dir>/<dataset>_{main,data_fraction,robustness}.{md,tex,csv}``,
+    ``<figures_dir>/<dataset>_{delta_m,data_fraction,robustness}.png`` and the metrics summary
+    at `summary_path`, each with a provenance sidecar.  Nothing is written unless everything
+    succeeds.  Returns the summary."""
+    tables_dir, figures_dir, summary_path = Path(tables_dir), Path(figures_dir), Path(summary_path)
+    datasets = list(params.get("datasets") or [])
+    if not datasets:
+        raise MTLReproError("params: datasets is missing or empty")
+    if not params.get("methods"):
+        raise MTLReproError("params: methods is missing or empty")
+    results = [_collect(ds, params, eval_dir, robustness_dir, reference_dir) for ds in datasets]
+    if logs_dir is not None:
+        for r in results:
+            logs = _load_logs(params, Path(logs_dir), r.dataset)
+            r.figures[f"{r.dataset}_training.png"] = lambda p, ds=r.dataset, logs=logs: _plot_training(ds, logs, p)
+    summary = {r.dataset: {m: {k: (_round(v) if isinstance(v, float) else v) for k, v in s.items()}
+                           for m, s in r.summary.items()} for r in results}
+    slice_ = _params_slice(params)
+    staging = _Staging()
+    ok = False
+    try:
+        for r in results:
+            for name, text in r.tables.items():
+                staged = staging.path_for(tables_dir / name)
+                write_text(staged, text)
+                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset, inputs=r.inputs)
+            for name, draw in r.figures.items():
+                staged = staging.path_for(figures_dir / name)
+                draw(staged)
+                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset, inputs=r.inputs)
+        staged = staging.path_for(summary_path)  # last in the list: moved into place last
+        write_json(staged, summary)
+        write_sidecar(staged, slice_, stage="aggregate",
+                      inputs={k: v for r in results for k, v in r.inputs.items()})
+        staging.commit()
+        ok = True
+    finally:
+        staging.cleanup(failed=not ok)
+    return summary

@@ -1,0 +1,23 @@
+"""Dataset registry: each benchmark module registers its DatasetSpec subclass by name."""
+from __future__ import annotations
+
+import importlib
+
+from .base import DatasetSpec, Split, Task, nested_subset
+
+__all__ = ["DatasetSpec", "Split", "Task", "get", "names", "nested_subset"]
+
+# name -> module; imported on demand so a digits job never pays for torch-geometric or rdkit.
+_MODULES = {"digits-mtl": "digits", "qm9": "qm9"}
+
+
+def names() -> list[str]:
+    return list(_MODULES)
+
+
+def get(name: str) -> DatasetSpec:
+    if name not in _MODULES:
+        from ..io import MTLReproError
+        raise MTLReproError(f"unknown dataset {name!r}; known: {', '.join(_MODULES)}")
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    return module.SPEC

@@ -1,0 +1,102 @@
+"""digits-mtl: scikit-learn's 1,797 handwritten digits (8x8) as 10 one-vs-rest binary tasks,
+the small sibling of CIFAR-MTL (20 one-vs-rest super-class tasks)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..io import MTLReproError
+from .base import (DatasetSpec, Split, Task, check_finite_targets, read_parquet, read_stats,
+                   require_file, split_record, verify_checksum, write_parquet, write_stats)
+
+SOURCE_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+PIXELS = [f"pixel_{i:02d}" for i in range(64)]
+N_CLASSES = 10
+
+
+def _source_path() -> Path:
+    import sklearn
+
+    return Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+class ImageSplit(Split):
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
+        self.images, self.targets = images, targets
+
+    def batch(self, indices):
+        return self.images[indices], self.targets[indices]
+
+    def to(self, device):
+        return ImageSplit(self.images.to(device), self.targets.to(device))
+
+
+class DigitsMTL(DatasetSpec):
+    name = "digits-mtl"
+    raw_files = ("digits.csv",)
+
+    def tasks(self, config):
+        return [Task(f"is_{d}", "binary", "accuracy") for d in range(N_CLASSES)]
+
+    def download(self, config, raw_dir):
+        source = _source_path()
+        digest = verify_checksum(source, SOURCE_SHA256)
+        table = np.loadtxt(source, delimiter=",", dtype=np.int64)
+        df = pd.DataFrame(table[:, :64], columns=PIXELS)
+        df["digit"] = table[:, 64]
+        df.to_csv(raw_dir / "digits.csv", index=False)
+        return {"source": str(source), "source_sha256": digest, "rows": len(df)}
+
+    def preprocess(self, config, split_seed, raw_dir, out_dir):
+        from sklearn.model_selection import train_test_split
+
+        path = require_file(raw_dir / "digits.csv", "raw file")
+        try:
+            df = pd.read_csv(path)
+        except Exception as err:
+            raise MTLReproError(f"cannot read {path}: {err}") from None
+        missing = [c for c in PIXELS + ["digit"] if c not in df.columns]
+        if missing:
+            raise MTLReproError(f"{path}: missing column(s) {missing}")
+        check_finite_targets(df, ["digit"], path)
+        ids = np.arange(len(df))
+        split = config["split"]
+        train_val, test = train_test_split(ids, test_size=split["test"], random_state=split_seed,
+                                           stratify=df["digit"])
+        train, val = train_test_split(train_val, test_size=split["val"] / (1 - split["test"]),
+                                      random_state=split_seed, stratify=df["digit"].iloc[train_val])
+        pixels = df[PIXELS].to_numpy(dtype=np.float64)
+        mean, std = pixels[train].mean(), pixels[train].std()  # train split only
+        info = {}
+        for name, idx in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test))):
+            part = df.iloc[idx].reset_index(drop=True)
+            part.insert(0, "example_id", idx)
+            write_parquet(part, out_dir / f"{name}.parquet")
+            info[name] = split_record(name, idx)
+        write_stats(out_dir, {"pixel_mean": float(mean), "pixel_std": float(std)})
+        return info
+
+    def load(self, config, processed_dir, split):
+        path = processed_dir / f"{split}.parquet"
+        df = read_parquet(path, PIXELS + ["digit"])
+        check_finite_targets(df, PIXELS + ["digit"], path)
+        labels = df["digit"].to_numpy()
+        if not np.isin(labels, np.arange(N_CLASSES)).all():
+            raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
+        stats = read_stats(processed_dir)
+        images = (df[PIXELS].to_numpy(np.float32) - stats["pixel_mean"]) / stats["pixel_std"]
+        images = torch.from_numpy(images).reshape(-1, 1, 8, 8)
+        targets = torch.from_numpy((labels[:, None] == np.arange(N_CLASSES)[None]).astype(np.float32))
+        return ImageSplit(images, targets)
+
+    def build_model(self, config, tasks):
+        from ..models.cnn import ConvNet
+
+        return ConvNet(tasks, in_channels=1, channels=config["model"]["channels"],
+                       kernel=config["model"]["kernel"], pool=2, image_size=8)
+
+
+SPEC = DigitsMTL()

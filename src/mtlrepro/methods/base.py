@@ -1,0 +1,129 @@
+"""The two kinds of MTL method the training loop knows about.
+
+A method never touches the model, the optimiser or the data: the loop hands it task losses
+(a `Weighting`) or the matrix of per-task gradients (an `Aggregator`) and gets back one scalar
+loss or one update direction. That keeps every method a small, unit-testable object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import Tensor
+
+
+class Method:
+    """Common state handling. Subclasses set `name` and `kind`."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "weighting", "aggregator" or "stl"
+    # True for methods that start from the pretrain-LS checkpoint (BayesAgg-MTL).
+    warm_start: ClassVar[bool] = False
+
+    def __init__(self, n_tasks: int, task_kinds: Sequence[str] | None = None,
+                 generator: torch.Generator | None = None, **hparams: Any):
+        if n_tasks < 1:
+            raise ValueError(f"{self.name}: n_tasks must be >= 1, got {n_tasks}")
+        self.n_tasks = n_tasks
+        self.task_kinds = list(task_kinds) if task_kinds is not None else ["regression"] * n_tasks
+        self.generator = generator
+        unknown = set(hparams) - set(self.hparam_names())
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown hyper-parameter(s) {sorted(unknown)}; "
+                             f"known: {sorted(self.hparam_names())}")
+        self.hparams = hparams
+
+    @classmethod
+    def hparam_names(cls) -> Sequence[str]:
+        return ()
+
+    def parameters(self) -> list[Tensor]:
+        """Learnable tensors the optimiser must update too (UW's log-variances, IMTL-L's scales)."""
+        return []
+
+    def to(self, device: torch.device) -> "Method":
+        return self
+
+    def learns_head(self, k: int) -> bool:
+        """False for task heads the method sets itself (BayesAgg-MTL's regression posterior mean)."""
+        return True
+
+    def end_epoch(self, mean_losses: Tensor) -> None:
+        """Called with the epoch's mean training loss per task (DWA, IGBv2 use it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Weighting(Method):
+    """Loss weighting: K task losses -> one scalar to back-propagate."""
+
+    kind = "weighting"
+
+    def weights(self, losses: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def combine_losses(self, losses: Tensor) -> Tensor:
+        """Default: a weighted sum with weights treated as constants."""
+        return (self.weights(losses.detach()).to(losses) * losses).sum()
+
+
+@dataclass
+class GradientContext:
+    """What an aggregator may look at in one step.
+
+    G: per-task gradients of the task losses with respect to the aggregated tensor,
+       shape [K, *shape] (shape = [B, d] for the shared representation h, or [P] for the
+       flattened shared parameters).
+    h: the shared representation of the batch, detached, [B, d] (None at parameter level).
+    targets: [B, K] task targets of the batch (NaN where a task has no label).
+    losses: [K] task losses of the step, detached.
+    heads: the task heads (BayesAgg-MTL reads their weights), or None.
+    """
+
+    G: Tensor
+    h: Tensor | None = None
+    targets: Tensor | None = None
+    losses: Tensor | None = None
+    heads: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Aggregator(Method):
+    """Gradient combination: per-task gradient matrix G [K, d] -> one direction [d].
+
+    `level` is "representation" (gradients w.r.t. the shared representation h, the "-UB"
+    variants) or "parameters" (gradients w.r.t. the shared parameters).
+    """
+
+    kind = "aggregator"
+    default_level: ClassVar[str] = "representation"
+
+    def __init__(self, n_tasks, task_kinds=None, generator=None, level: str | None = None, **hparams):
+        super().__init__(n_tasks, task_kinds, generator, **hparams)
+        self.level = level or self.default_level
+        if self.level not in ("representation", "parameters"):
+            raise ValueError(f"method {self.name!r}: level must be 'representation' or "
+                             f"'parameters', got {self.level!r}")
+
+    def combine(self, G: Tensor) -> Tensor:
+        """[K, d] -> [d]."""
+        raise NotImplementedError
+
+    def aggregate(self, ctx: GradientContext) -> Tensor:
+        """Returns a tensor shaped like one task's gradient (ctx.G[0])."""
+        K = ctx.G.shape[0]
+        return self.combine(ctx.G.reshape(K, -1)).reshape(ctx.G.shape[1:])
+
+
+class SingleTask(Method):
+    """STL: one model per task, trained alone with the same budget."""
+
+    kind = "stl"
+
+    def combine_losses(self, losses: Tensor) -> Tensor:
+        return losses.sum()

@@ -1,0 +1,512 @@
+"""BayesAgg-MTL (Achituve, Diamant, Netzer, Chechik, Fetaya; ICML 2024): gradient aggregation on
+the shared representation h, weighting every task, example and dimension by the precision of
+the gradient induced by a Bayesian posterior over the task's linear head.
+
+Per step (``aggregate``):
+  1. posterior of each head given the batch, with the full-data posterior of the previous epoch
+     as prior (an isotropic N(0, prior_scale I) before the first ``end_epoch``):
+     regression -> closed form (Eq. 2); binary / multi-class -> second-order expansion around the
+     current head with the Newton-step mean and GGN precision (Eq. 8-10);
+  2. mean mu_ik and diagonal variance of the per-example gradient g_ik = dloss_ik/dh_i:
+     regression -> closed form (Eq. 4); classification -> Monte Carlo with `mc_samples` draws
+     (Eq. 11), or Gauss-Hermite quadrature for binary tasks (``classification_moments=
+     "quadrature"``);
+  3. Eq. 7 with the power s: alpha_ik = lambda_ik^s / sum_k lambda_ik^s (element-wise,
+     lambda = 1/Var), g_i = sum_k alpha_ik mu_ik.
+
+Returned direction: ``g_i / B`` for every example i, shape [B, d] -- the paper's Algorithm 1
+(``1/|B| sum_i g_i dh_i/dtheta``). This is on the per-example x 1/B scale of ``ctx.G``; because the
+alpha's sum to one over tasks it is a task-weighted MEAN, i.e. with all precisions equal it is
+``ctx.G.mean(0)`` (when no label is missing and the posterior mean equals the heads), not the
+LS sum ``ctx.G.sum(0)``.
+
+Regression heads are not learned (``learns_head(k)`` is False): after every step the batch
+posterior mean is written into the head, and at ``end_epoch`` the full-data posterior mean (the
+paper's prediction weights). Classification heads are learned by the optimiser as usual.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _bayesagg_posterior as P
+from .base import Aggregator, GradientContext
+
+_KINDS = ("regression", "binary", "multiclass")
+_DEFAULTS: dict[str, Any] = {
+    "power_regression": 0.9,        # s for regression tasks
+    "power_classification": 5e-3,   # s for binary and multi-class tasks
+    "mc_samples": 1024,             # J, Monte-Carlo draws per classification task and step
+    "prior_scale": 1.0,             # variance of the isotropic prior of the full-data posterior
+    "jitter": 1e-8,                 # first Cholesky jitter (x mean diagonal), grows x10 per retry
+    "cholesky_retries": 8,
+    "var_floor": 1e-12,             # absolute floor of a gradient variance
+    "classification_moments": "mc", # "mc" (paper) or "quadrature" (binary tasks only)
+    "quadrature_nodes": 64,
+    "seed": 0,                      # seeds the generator when none is given
+}
+
+
+class BayesAgg(Aggregator):
+    name = "bayesagg"
+    warm_start = True
+    default_level = "representation"
+
+    @classmethod
+    def hparam_names(cls) -> Sequence[str]:
+        return tuple(_DEFAULTS)
+
+    def __init__(self, n_tasks, task_kinds=None, generator=None, level=None, **hparams):
+        super().__init__(n_tasks, task_kinds, generator, level=level, **hparams)
+        if self.level != "representation":
+            raise ValueError("bayesagg works on the shared representation only (level="
+                             f"'representation'), got level={self.level!r}")
+        if len(self.task_kinds) != n_tasks:
+            raise ValueError(f"bayesagg: {len(self.task_kinds)} task kinds for {n_tasks} tasks")
+        for k, kind in enumerate(self.task_kinds):
+            if kind not in _KINDS:
+                raise ValueError(f"bayesagg: task {k} has kind {kind!r}; expected one of {_KINDS}")
+        hp = dict(_DEFAULTS)
+        hp.update(hparams)
+        self.hp = hp
+        for key in ("power_regression", "power_classification"):
+            if not 0.0 <= float(hp[key]) <= 1.0:
+                raise ValueError(f"bayesagg: {key} must lie in [0, 1], got {hp[key]}")
+        for key in ("prior_scale", "jitter"):
+            if not float(hp[key]) > 0:
+                raise ValueError(f"bayesagg: {key} must be > 0, got {hp[key]}")
+        for key in ("mc_samples", "quadrature_nodes", "cholesky_retries"):
+            if int(hp[key]) < 1:
+                raise ValueError(f"bayesagg: {key} must be >= 1, got {hp[key]}")
+        if hp["classification_moments"] not in ("mc", "quadrature"):
+            raise ValueError("bayesagg: classification_moments must be 'mc' or 'quadrature', got "
+                             f"{hp['classification_moments']!r}")
+        self.reg_idx = [k for k, t in enumerate(self.task_kinds) if t == "regression"]
+        self.bin_idx = [k for k, t in enumerate(self.task_kinds) if t == "binary"]
+        self.mc_idx = [k for k, t in enumerate(self.task_kinds) if t == "multiclass"]
+        self.powers = torch.tensor([float(hp["power_regression"]) if t == "regression"
+                                    else float(hp["power_classification"])
+                                    for t in self.task_kinds])
+        # full-data prior (None until the first step tells us d and the class counts)
+        self.prior: dict[str, Any] | None = None
+        self.prior_version = 0
+        self._dims: dict[str, Any] | None = None  # d, bias, class counts
+        self._buf_h: list[Tensor] = []
+        self._buf_t: list[Tensor] = []
+        self._heads: list | None = None
+        self._last: dict[str, Any] = {}
+        self._consts: dict = {}
+
+    # ------------------------------------------------------------------------------------------
+    # public helpers for the training loop
+    # ------------------------------------------------------------------------------------------
+    def learns_head(self, k: int) -> bool:
+        """False for regression tasks: their head holds the posterior mean written by this
+        method and must not be updated by the optimiser."""
+        return self.task_kinds[k] != "regression"
+
+    def set_heads(self, heads) -> None:
+        """Tell the method which head modules to read/write at ``end_epoch`` (only needed when
+        ``end_epoch`` runs before any ``aggregate`` call, e.g. right after a resume)."""
+        self._heads = list(heads)
+
+    def last_weights(self, reduce: str = "none") -> Tensor | None:
+        """The alpha of the last step: [K, B, d] (``reduce="none"``) or averaged over the
+        representation dimensions, [K, B] (``reduce="dims"``, the paper's Figure 3 view)."""
+        a = self._last.get("alpha")
+        if a is None or reduce == "none":
+            return a
+        if reduce == "dims":
+            return a.mean(-1)
+        raise ValueError(f"last_weights: reduce must be 'none' or 'dims', got {reduce!r}")
+
+    def last_moments(self) -> tuple[Tensor, Tensor] | None:
+        """(E[g], Var[g]) of the last step, each [K, B, d], per-example (not divided by B)."""
+        if "mu" not in self._last:
+            return None
+        return self._last["mu"], self._last["var"]
+
+    def last_posterior(self, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, precision) of task k's batch posterior in the last step (float64; the mean is
+        [D] or [C*D] class-major, D = d + 1 with the bias last)."""
+        return self._last["posterior"][k]
+
+    def prior_of(self, k: int) -> tuple[Tensor, Tensor]:
+        """(mean, precision) of the prior task k's batch posteriors currently use."""
+        if self.prior is None:
+            raise RuntimeError("bayesagg: no prior yet (call aggregate once)")
+        grp, j = self._where(k)
+        if grp == "multiclass":
+            return self.prior["mc_mean"][j], self.prior["mc_prec"][j]
+        key = "reg" if grp == "regression" else "bin"
+        return self.prior[f"{key}_mean"][j], self.prior[f"{key}_prec"][j]
+
+    def set_prior(self, k: int, mean: Tensor, precision: Tensor) -> None:
+        """Overwrite task k's prior (tests, or seeding the prior from an LS checkpoint)."""
+        if self.prior is None:
+            raise RuntimeError("bayesagg: set_prior needs the dimensions; call aggregate once")
+        grp, j = self._where(k)
+        if grp == "multiclass":
+            self.prior["mc_mean"][j] = mean.to(self.prior["mc_mean"][j])
+            self.prior["mc_prec"][j] = precision.to(self.prior["mc_prec"][j])
+            return
+        key = "reg" if grp == "regression" else "bin"
+        self.prior[f"{key}_mean"][j] = mean.to(self.prior[f"{key}_mean"])
+        self.prior[f"{key}_prec"][j] = precision.to(self.prior[f"{key}_prec"])
+        if grp == "regression":
+            self.prior["reg_shared"] = self._all_equal(self.prior["reg_prec"])
+
+    def to(self, device: torch.device) -> "BayesAgg":
+        if self.prior is not None:
+            self.prior = _to(self.prior, device)
+        self._buf_h = [t.to(device) for t in self._buf_h]
+        self._buf_t = [t.to(device) for t in self._buf_t]
+        return self
+
+    # ------------------------------------------------------------------------------------------
+    # the step
+    # ------------------------------------------------------------------------------------------
+    def combine(self, G: Tensor) -> Tensor:
+        raise TypeError("bayesagg needs the representation, targets and heads: call "
+                        "aggregate(GradientContext(G, h=..., targets=..., heads=...))")
+
+    def aggregate(self, ctx: GradientContext) -> Tensor:
+        G, h, T, heads = self._check_ctx(ctx)
+        K, B, d = G.shape
+        dev = h.device
+        fdt = h.dtype if h.dtype in (torch.float32, torch.float64) else torch.float32
+        self._heads = list(heads)
+        self._ensure_dims(heads, d, dev)
+        X = self._augment(h.detach().to(fdt))  # [B, D]
+        X64 = X.to(P.LA_DTYPE)
+        T = T.detach()
+        nan = torch.isnan(T)
+        all_lab = not bool(nan.any())  # the one host sync of a regression-only step
+        if all_lab:
+            M = Tz = None
+        else:
+            M = ~nan  # [B, K]
+            Tz = T.masked_fill(nan, 0.0)
+        jit, tries = float(self.hp["jitter"]), int(self.hp["cholesky_retries"])
+        parts: list[tuple[list[int], Tensor, Tensor]] = []
+        post: dict[int, tuple[Tensor, Tensor]] = {}
+        pr = self.prior
+
+        if self.reg_idx:
+            idx = self.reg_idx
+            Y = self._cols(T if all_lab else Tz, idx)
+            Mr = torch.ones_like(Y) if all_lab else self._cols(M, idx).to(fdt)
+            shared = all_lab and bool(pr["reg_shared"])
+            mean, prec, L = P.regression_posterior(
+                X64, Y.to(P.LA_DTYPE), Mr.to(P.LA_DTYPE), pr["reg_mean"], pr["reg_prec"],
+                jitter=jit, max_tries=tries, describe=self._describe(idx), shared=shared,
+                gram_dtype=fdt)
+            cov = torch.cholesky_inverse(L)
+            parts.append((idx, *P.regression_moments(X, Y.to(fdt), mean.to(fdt), cov.to(fdt), d)))
+            for j, k in enumerate(idx):
+                post[k] = (mean[j], prec[j if prec.shape[0] > 1 else 0])
+            self._write_regression_heads(heads, mean)
+
+        if self.bin_idx:
+            idx = self.bin_idx
+            Y = self._cols(T if all_lab else Tz, idx)
+            Mb = torch.ones_like(Y) if all_lab else self._cols(M, idx).to(Y.dtype)
+            theta_hat = self._theta_hat(heads, idx).to(device=dev, dtype=P.LA_DTYPE)
+            mean, prec, L = P.binary_laplace_posterior(
+                X64, Y.to(P.LA_DTYPE), Mb.to(P.LA_DTYPE), theta_hat, pr["bin_mean"],
+                pr["bin_prec"], jitter=jit, max_tries=tries, describe=self._describe(idx),
+                gram_dtype=fdt)
+            Y, Mb = Y.to(fdt), Mb.to(fdt)
+            if self.hp["classification_moments"] == "quadrature":
+                mom = P.binary_quadrature_moments(
+                    X, Y, Mb, mean.to(fdt), torch.cholesky_inverse(L).to(fdt), d,
+                    int(self.hp["quadrature_nodes"]))
+            else:
+                mom = P.binary_mc_moments(X, Y, None if all_lab else Mb, mean.to(fdt),
+                                          P.tril_inverse(L).to(fdt), d,
+                                          int(self.hp["mc_samples"]), self._generator(dev))
+            parts.append((idx, *mom))
+            for j, k in enumerate(idx):
+                post[k] = (mean[j], prec[j])
+
+        for j, k in enumerate(self.mc_idx):
+            C = self._dims["classes"][k]
+            theta_hat = self._theta_hat(heads, [k])[0].to(device=dev, dtype=P.LA_DTYPE)
+            y = (T if all_lab else Tz)[:, k].long()
+            mk = torch.ones(B, dtype=fdt, device=dev) if all_lab else M[:, k].to(fdt)
+            mean, prec, L = P.multiclass_laplace_posterior(
+                X64, y, mk.to(P.LA_DTYPE), theta_hat, pr["mc_mean"][j], pr["mc_prec"][j],
+                jitter=jit, max_tries=tries, describe=self._describe([k]), gram_dtype=fdt)
+            parts.append(([k], *P.multiclass_mc_moments(
+                X, y, None if all_lab else mk, mean.to(fdt), P.tril_inverse(L[None])[0].to(fdt), C, d,
+                int(self.hp["mc_samples"]), self._generator(dev))))
+            post[k] = (mean, prec)
+
+        mu, var = self._assemble(parts, K)
+        powers, rel = self._weight_consts(fdt, dev)
+        alpha = P.precision_weights(mu, var, powers, None if all_lab else M.T,
+                                    float(self.hp["var_floor"]), rel)
+        direction = (alpha * mu).sum(0).div_(B)
+        self._last = {"alpha": alpha, "mu": mu, "var": var, "posterior": post}
+        self._buf_h.append(X[:, :d].clone())
+        self._buf_t.append(T.clone())
+        return direction.to(h.dtype)
+
+    # ------------------------------------------------------------------------------------------
+    # the full-data prior
+    # ------------------------------------------------------------------------------------------
+    def end_epoch(self, mean_losses: Tensor | None = None) -> None:
+        """Posterior of every head on all (h, target) pairs seen since the last call, under the
+        isotropic prior N(0, prior_scale I); it becomes the prior of every batch of the next
+        epoch (``prior_version`` += 1). Regression heads receive its mean."""
+        if not self._buf_h:
+            return
+        H = torch.cat(self._buf_h)
+        T = torch.cat(self._buf_t)
+        self.prior = self.full_data_posterior(H, T, self._heads)
+        self.prior_version += 1
+        self._buf_h, self._buf_t = [], []
+        if self.reg_idx and self._heads is not None:
+            self._write_regression_heads(self._heads, self.prior["reg_mean"])
+
+    def full_data_posterior(self, H: Tensor, T: Tensor, heads=None) -> dict[str, Any]:
+        """Posterior of every head given features H [N, d] and targets T [N, K] under the
+        isotropic prior (classification: Newton step from the current heads). Returns a prior
+        dict (the format of ``self.prior``)."""
+        d = H.shape[1]
+        dev = H.device
+        if self._dims is None:
+            if heads is None:
+                raise RuntimeError("bayesagg: full_data_posterior needs the heads first")
+            self._ensure_dims(heads, d, dev)
+        iso = self._isotropic_prior(d, dev)
+        if (self.bin_idx or self.mc_idx) and heads is None:
+            raise RuntimeError("bayesagg.end_epoch: classification heads unknown; call "
+                               "set_heads(heads) first (e.g. after load_state_dict)")
+        X64 = self._augment(H.to(P.LA_DTYPE))
+        M = ~torch.isnan(T)
+        Tz = torch.where(M, T, torch.zeros_like(T)).to(P.LA_DTYPE)
+        Mf = M.to(P.LA_DTYPE)
+        jit, tries = float(self.hp["jitter"]), int(self.hp["cholesky_retries"])
+        out = dict(iso)
+        if self.reg_idx:
+            idx = self.reg_idx
+            shared = bool(M[:, idx].all())
+            mean, prec, _ = P.regression_posterior(
+                X64, Tz[:, idx], Mf[:, idx], iso["reg_mean"], iso["reg_prec"], jitter=jit,
+                max_tries=tries, describe=self._describe(idx), shared=shared)
+            out["reg_mean"] = mean
+            out["reg_prec"] = prec.expand(len(idx), -1, -1).clone() if shared else prec
+            out["reg_shared"] = shared or self._all_equal(prec)
+        if self.bin_idx:
+            idx = self.bin_idx
+            theta_hat = self._theta_hat(heads, idx).to(device=dev, dtype=P.LA_DTYPE)
+            mean, prec, _ = P.binary_laplace_posterior(
+                X64, Tz[:, idx], Mf[:, idx], theta_hat, iso["bin_mean"], iso["bin_prec"],
+                jitter=jit, max_tries=tries, describe=self._describe(idx))
+            out["bin_mean"], out["bin_prec"] = mean, prec
+        out["mc_mean"], out["mc_prec"] = [], []
+        for j, k in enumerate(self.mc_idx):
+            theta_hat = self._theta_hat(heads, [k])[0].to(device=dev, dtype=P.LA_DTYPE)
+            mean, prec, _ = P.multiclass_laplace_posterior(
+                X64, Tz[:, k].long(), Mf[:, k], theta_hat, iso["mc_mean"][j], iso["mc_prec"][j],
+                jitter=jit, max_tries=tries, describe=self._describe([k]))
+            out["mc_mean"].append(mean)
+            out["mc_prec"].append(prec)
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # state
+    # ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        gen = self.generator
+        return {
+            "prior_version": self.prior_version,
+            "dims": None if self._dims is None else dict(self._dims),
+            "prior": None if self.prior is None else _clone(self.prior),
+            "buffer_h": torch.cat(self._buf_h).clone() if self._buf_h else None,
+            "buffer_targets": torch.cat(self._buf_t).clone() if self._buf_t else None,
+            "generator_state": None if gen is None else gen.get_state().clone(),
+            "generator_device": None if gen is None else str(gen.device),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prior_version = int(state["prior_version"])
+        self._dims = None if state["dims"] is None else dict(state["dims"])
+        self.prior = None if state["prior"] is None else _clone(state["prior"])
+        self._buf_h = [] if state["buffer_h"] is None else [state["buffer_h"].clone()]
+        self._buf_t = [] if state["buffer_targets"] is None else [state["buffer_targets"].clone()]
+        if state["generator_state"] is not None:
+            if self.generator is None:
+                self.generator = torch.Generator(device=state["generator_device"])
+            self.generator.set_state(state["generator_state"].clone())
+        self._last = {}
+
+    # ------------------------------------------------------------------------------------------
+    # internals
+    # ------------------------------------------------------------------------------------------
+    def _check_ctx(self, ctx: GradientContext):
+        G, h, T, heads = ctx.G, ctx.h, ctx.targets, ctx.heads
+        if h is None or T is None or heads is None:
+            raise ValueError("bayesagg: the GradientContext needs h, targets and heads")
+        if G.dim() != 3:
+            raise ValueError(f"bayesagg: G must be [K, B, d], got {tuple(G.shape)}")
+        K, B, d = G.shape
+        if K != self.n_tasks:
+            raise ValueError(f"bayesagg: G has {K} tasks, the method was built for {self.n_tasks}")
+        if tuple(h.shape) != (B, d):
+            raise ValueError(f"bayesagg: h must be [{B}, {d}], got {tuple(h.shape)}")
+        if tuple(T.shape) != (B, K):
+            raise ValueError(f"bayesagg: targets must be [{B}, {K}], got {tuple(T.shape)}")
+        if len(heads) != K:
+            raise ValueError(f"bayesagg: {len(heads)} heads for {K} tasks")
+        return G, h, T, heads
+
+    def _ensure_dims(self, heads, d: int, dev) -> None:
+        bias = [getattr(hd, "bias", None) is not None for hd in heads]
+        if len(set(bias)) > 1:
+            raise ValueError("bayesagg: either every head has a bias or none has")
+        classes = {}
+        for k, (hd, kind) in enumerate(zip(heads, self.task_kinds)):
+            out_f, in_f = hd.weight.shape
+            if in_f != d:
+                raise ValueError(f"bayesagg: head {k} takes {in_f} features, h has {d}")
+            if kind in ("regression", "binary") and out_f != 1:
+                raise ValueError(f"bayesagg: task {k} ({kind}) needs a head with 1 output, "
+                                 f"got {out_f}")
+            if kind == "multiclass":
+                if out_f < 2:
+                    raise ValueError(f"bayesagg: task {k} (multiclass) needs >= 2 outputs")
+                classes[k] = out_f
+        dims = {"d": d, "bias": bias[0], "classes": classes}
+        if self._dims is not None and self._dims != dims:
+            raise ValueError(f"bayesagg: heads/representation changed shape: {self._dims} -> {dims}")
+        self._dims = dims
+        if self.prior is None:
+            self.prior = self._isotropic_prior(d, dev)
+
+    def _isotropic_prior(self, d: int, dev) -> dict[str, Any]:
+        D = d + 1 if self._dims["bias"] else d
+        lam = 1.0 / float(self.hp["prior_scale"])
+        eye = torch.eye(D, dtype=P.LA_DTYPE, device=dev) * lam
+        pr: dict[str, Any] = {}
+        R, Kb = len(self.reg_idx), len(self.bin_idx)
+        pr["reg_mean"] = torch.zeros(R, D, dtype=P.LA_DTYPE, device=dev)
+        pr["reg_prec"] = eye.expand(R, D, D).clone()
+        pr["reg_shared"] = True
+        pr["bin_mean"] = torch.zeros(Kb, D, dtype=P.LA_DTYPE, device=dev)
+        pr["bin_prec"] = eye.expand(Kb, D, D).clone()
+        pr["mc_mean"], pr["mc_prec"] = [], []
+        for k in self.mc_idx:
+            n = self._dims["classes"][k] * D
+            pr["mc_mean"].append(torch.zeros(n, dtype=P.LA_DTYPE, device=dev))
+            pr["mc_prec"].append(torch.eye(n, dtype=P.LA_DTYPE, device=dev) * lam)
+        return pr
+
+    def _augment(self, h: Tensor) -> Tensor:
+        if not self._dims["bias"]:
+            return h
+        return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1)
+
+    def _theta_hat(self, heads, idx) -> Tensor:
+        """Current head parameters [len(idx), out, D] (bias last) -> [n, D] for 1-output heads,
+        [C, D] per multi-class head (returned stacked for a single index)."""
+        rows = []
+        for k in idx:
+            W = heads[k].weight.detach()
+            if self._dims["bias"]:
+                W = torch.cat([W, heads[k].bias.detach()[:, None]], dim=1)
+            rows.append(W)
+        if self.task_kinds[idx[0]] == "multiclass":
+            return torch.stack(rows)
+        return torch.cat(rows, dim=0)
+
+    def _write_regression_heads(self, heads, mean: Tensor) -> None:
+        d = self._dims["d"]
+        hd0 = heads[self.reg_idx[0]]
+        mean = mean.to(device=hd0.weight.device, dtype=hd0.weight.dtype)
+        dst, src = [], []
+        for j, k in enumerate(self.reg_idx):
+            dst.append(heads[k].weight)
+            src.append(mean[j:j + 1, :d])
+            if self._dims["bias"]:
+                dst.append(heads[k].bias)
+                src.append(mean[j, d:])
+        with torch.no_grad():
+            torch._foreach_copy_(dst, src)
+
+    @staticmethod
+    def _cols(A: Tensor, idx: list[int]) -> Tensor:
+        """A[:, idx] (a view when idx is a contiguous range)."""
+        if idx == list(range(idx[0], idx[0] + len(idx))):
+            return A[:, idx[0]:idx[0] + len(idx)]
+        return A[:, idx]
+
+    @staticmethod
+    def _assemble(parts, K: int) -> tuple[Tensor, Tensor]:
+        """Per-group (task indices, E[g], Var[g]) -> [K, B, d] tensors in task order."""
+        if len(parts) == 1:
+            return parts[0][1], parts[0][2]
+        order = [k for idx, _, _ in parts for k in idx]
+        mu = torch.cat([p[1] for p in parts])
+        var = torch.cat([p[2] for p in parts])
+        if order != list(range(K)):
+            inv = torch.as_tensor(sorted(range(K), key=order.__getitem__), device=mu.device)
+            mu, var = mu[inv], var[inv]
+        return mu, var
+
+    def _weight_consts(self, fdt, dev) -> tuple[Tensor, Tensor | None]:
+        """(powers s_k [K], relative variance floors [K] or None), cached per dtype/device.
+        The relative floor applies to Monte-Carlo tasks only (see P.MC_REL_VAR_FLOOR)."""
+        key = (fdt, str(dev))
+        if key not in self._consts:
+            quad = self.hp["classification_moments"] == "quadrature"
+            mc = [kind == "multiclass" or (kind == "binary" and not quad)
+                  for kind in self.task_kinds]
+            rel = None
+            if any(mc):
+                r = P.MC_REL_VAR_FLOOR * torch.finfo(fdt).eps
+                rel = torch.tensor([r if is_mc else 0.0 for is_mc in mc], dtype=fdt, device=dev)
+            self._consts[key] = (self.powers.to(device=dev, dtype=fdt), rel)
+        return self._consts[key]
+
+    def _describe(self, idx):
+        kinds = self.task_kinds
+        return lambda j: f"task {idx[j]} ({kinds[idx[j]]})"
+
+    def _where(self, k: int):
+        kind = self.task_kinds[k]
+        group = {"regression": self.reg_idx, "binary": self.bin_idx, "multiclass": self.mc_idx}
+        return kind, group[kind].index(k)
+
+    def _generator(self, dev) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator(device=dev)
+            self.generator.manual_seed(int(self.hp["seed"]))
+        return self.generator
+
+    @staticmethod
+    def _all_equal(prec: Tensor) -> bool:
+        return bool(prec.shape[0] <= 1 or torch.equal(prec, prec[:1].expand_as(prec)))
+
+
+def _clone(x):
+    if isinstance(x, Tensor):
+        return x.clone()
+    if isinstance(x, dict):
+        return {k: _clone(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_clone(v) for v in x]
+    return x
+
+
+def _to(x, device):
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_to(v, device) for v in x]
+    return x

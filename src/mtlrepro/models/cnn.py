@@ -1,0 +1,29 @@
+"""The CIFAR-MTL network of BayesAgg-MTL: 3 x (conv + ELU + max-pool), then batch-norm."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .base import MTLModel
+
+
+class ConvNet(MTLModel):
+    def __init__(self, tasks, in_channels: int = 1, channels: int = 64, kernel: int = 3,
+                 pool: int = 2, image_size: int = 8):
+        size = image_size
+        for _ in range(3):
+            size = size // pool
+        if size < 1:
+            raise ValueError(f"image size {image_size} is too small for 3 poolings of {pool}")
+        super().__init__(channels * size * size, tasks)
+        layers = []
+        for i in range(3):
+            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel, padding=kernel // 2),
+                       nn.ELU(), nn.MaxPool2d(pool)]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.norm = nn.BatchNorm1d(self.rep_dim)
+
+    def embed(self, inputs: Tensor) -> Tensor:
+        return inputs
+
+    def encode_from(self, x0: Tensor, inputs) -> Tensor:
+        return self.norm(self.features(x0))

@@ -1,0 +1,63 @@
+"""Perturbations of the input or first-layer embedding, scaled by its L2 norm per example:
+random Gaussian directions and the fast gradient method (the direction that increases the loss)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .data.base import Split, Task
+from .training import task_losses
+
+
+def per_example_norm(x: Tensor, example: Tensor | None, n_examples: int) -> Tensor:
+    """L2 norm of each example's rows of x (rows grouped by `example`; None: row = example)."""
+    sq = x.reshape(x.shape[0], -1).pow(2).sum(1)
+    if example is not None:
+        sq = torch.zeros(n_examples, device=x.device, dtype=sq.dtype).index_add_(0, example, sq)
+    return sq.sqrt()
+
+
+def scale_to(direction: Tensor, x: Tensor, strength: float, example: Tensor | None, n_examples: int) -> Tensor:
+    """direction rescaled so that ||delta_i|| = strength * ||x_i|| for every example i."""
+    ratio = strength * per_example_norm(x, example, n_examples) / per_example_norm(direction, example, n_examples).clamp_min(1e-12)
+    if example is not None:
+        ratio = ratio[example]
+    return direction * ratio.view(-1, *([1] * (x.dim() - 1)))
+
+
+def perturbation(model, tasks: Sequence[Task], inputs, targets: Tensor, x0: Tensor, kind: str,
+                 strength: float, generator: torch.Generator) -> Tensor:
+    example = model.example_index(inputs, x0)
+    n = targets.shape[0]
+    if strength == 0.0:
+        return torch.zeros_like(x0)
+    if kind == "gaussian":
+        direction = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    elif kind == "fgsm":
+        with torch.enable_grad():
+            x = x0.detach().requires_grad_(True)
+            h = model.encode_from(x, inputs)
+            losses = task_losses(tasks, [head(h) for head in model.heads], targets)
+            (direction,) = torch.autograd.grad(losses.sum(), x)
+    else:
+        raise ValueError(f"unknown perturbation kind {kind!r}")
+    return scale_to(direction, x0, strength, example, n)
+
+
+@torch.no_grad()
+def perturbed_outputs(pairs, tasks: Sequence[Task], split: Split, kind: str, strength: float,
+                      generator: torch.Generator, batch_size: int = 512) -> list[Tensor]:
+    """Per-task head outputs over the split with every example perturbed."""
+    outputs: list = [[] for _ in tasks]
+    for model, task_ids in pairs:
+        model.eval()
+        sub = [tasks[k] for k in task_ids]
+        for inputs, targets in split.batches(batch_size):
+            x0 = model.embed(inputs)
+            delta = perturbation(model, sub, inputs, targets[:, task_ids], x0, kind, strength, generator)
+            h = model.encode_from(x0 + delta, inputs)
+            for k, head in zip(task_ids, model.heads):
+                outputs[k].append(head(h).float().cpu())
+    return [torch.cat(o) for o in outputs]

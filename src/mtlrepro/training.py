@@ -1,0 +1,347 @@
+"""The training module: one step per method kind, epochs with checkpoint/resume, model selection.
+
+Nothing here knows a method by name: the registry builds it, and its `kind` picks how the step
+back-propagates (a weighted loss, or an aggregated gradient on the shared representation or
+parameters).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import methods as method_registry
+from .data.base import Split, Task
+from .io import MTLReproError, atomic_path
+from .methods.base import Aggregator, GradientContext, Method
+
+# ---------------------------------------------------------------- devices and seeds
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MTLReproError(f"device {name!r} was asked for but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def derived_seed(*parts: int) -> int:
+    """A stable 63-bit seed from integers (epoch shuffles, method generators...)."""
+    value = 0x9E3779B97F4A7C15
+    for p in parts:
+        value = (value ^ (int(p) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & ((1 << 63) - 1)
+    return value
+
+
+# ---------------------------------------------------------------- losses
+
+
+def task_loss(task: Task, output: Tensor, target: Tensor) -> Tensor:
+    """Mean loss over the examples that have a label for this task."""
+    keep = ~torch.isnan(target)
+    if not bool(keep.all()):
+        output, target = output[keep], target[keep]
+    if target.numel() == 0:
+        return output.sum() * 0.0
+    if task.kind == "regression":
+        return F.mse_loss(output[:, 0], target)
+    if task.kind == "binary":
+        return F.binary_cross_entropy_with_logits(output[:, 0], target)
+    if task.kind == "multiclass":
+        return F.cross_entropy(output, target.long())
+    raise ValueError(f"unknown task kind {task.kind!r}")
+
+
+def task_losses(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tensor) -> Tensor:
+    return torch.stack([task_loss(t, o, targets[:, k]) for k, (t, o) in enumerate(zip(tasks, outputs))])
+
+
+def check_finite(losses: Tensor, tasks: Sequence[Task], where: str) -> None:
+    if not bool(torch.isfinite(losses).all()):
+        bad = [t.name for t, v in zip(tasks, losses.tolist()) if not math.isfinite(v)]
+        raise MTLReproError(f"non-finite training loss for task(s) {bad} at {where}; "
+                            f"lower the learning rate or check the inputs")
+
+
+# ---------------------------------------------------------------- one training step
+
+
+def training_step(model, method: Method, tasks: Sequence[Task], inputs, targets: Tensor,
+                  optimizer: torch.optim.Optimizer) -> Tensor:
+    """One optimisation step; returns the detached per-task losses."""
+    optimizer.zero_grad(set_to_none=True)
+    if isinstance(method, Aggregator):
+        losses = _aggregated_backward(model, method, tasks, inputs, targets)
+    else:
+        _, outputs = model(inputs)
+        losses = task_losses(tasks, outputs, targets)
+        check_finite(losses.detach(), tasks, "a training step")
+        method.combine_losses(losses).backward()
+        losses = losses.detach()
+    for k, head in enumerate(model.heads):
+        if not method.learns_head(k):
+            for p in head.parameters():
+                p.grad = None
+    optimizer.step()
+    return losses
+
+
+def _aggregated_backward(model, method: Aggregator, tasks, inputs, targets) -> Tensor:
+    h = model.encode(inputs)
+    # Each head gets its own leaf copy of h, so one backward pass yields every task's dL_k/dh
+    # and the heads' own gradients.
+    leaves = [h.detach().requires_grad_(True) for _ in tasks]
+    outputs = [head(leaf) for head, leaf in zip(model.heads, leaves)]
+    losses = task_losses(tasks, outputs, targets)
+    check_finite(losses.detach(), tasks, "a training step")
+    losses.sum().backward()
+    G = torch.stack([leaf.grad if leaf.grad is not None else torch.zeros_like(h) for leaf in leaves])
+    ctx = GradientContext(G=G, h=h.detach(), targets=targets, losses=losses.detach(), heads=model.heads)
+    if method.level == "representation":
+        direction = method.aggregate(ctx)
+        h.backward(direction)
+    else:
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        rows = []
+        for k in range(len(tasks)):
+            grads = torch.autograd.grad(h, shared, grad_outputs=G[k], retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                   for g, p in zip(grads, shared)]))
+        ctx.G = torch.stack(rows)
+        direction = method.aggregate(ctx)
+        offset = 0
+        for p in shared:
+            n = p.numel()
+            p.grad = direction[offset:offset + n].view_as(p).clone()
+            offset += n
+    return losses.detach()
+
+
+# ---------------------------------------------------------------- prediction and selection
+
+
+@torch.no_grad()
+def predict(model, tasks: Sequence[Task], split: Split, batch_size: int = 512) -> list[Tensor]:
+    """Per-task raw outputs (regression values, logits) over a split, in split order."""
+    model.eval()
+    chunks: list[list[Tensor]] = [[] for _ in tasks]
+    for inputs, _ in split.batches(batch_size):
+        _, outputs = model(inputs)
+        for k, o in enumerate(outputs):
+            chunks[k].append(o.float().cpu())
+    return [torch.cat(c) for c in chunks]
+
+
+def validation_score(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tensor) -> float:
+    """Lower is better: mean over tasks of normalised MAE (regression) or error rate."""
+    scores = []
+    targets = targets.cpu()
+    for k, (task, out) in enumerate(zip(tasks, outputs)):
+        y = targets[:, k]
+        keep = ~torch.isnan(y)
+        out, y = out[keep], y[keep]
+        if task.kind == "regression":
+            scores.append((out[:, 0] - y).abs().mean().item())
+        elif task.kind == "binary":
+            scores.append(((out[:, 0] > 0).float() != y).float().mean().item())
+        else:
+            scores.append((out.argmax(1) != y.long()).float().mean().item())
+    return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------- the fit loop
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    scheduler: dict
+    seed: int
+    start_epoch: int = 0  # > 0 when continuing from the pretrain-LS checkpoint
+
+    @classmethod
+    def from_params(cls, train: dict, seed: int, **overrides) -> "TrainConfig":
+        return cls(epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
+                   weight_decay=train["weight_decay"], scheduler=dict(train["scheduler"]), seed=seed,
+                   **overrides)
+
+
+def make_optimizer(model, method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
+    frozen = {id(p) for k, head in enumerate(model.heads) if not method.learns_head(k)
+              for p in head.parameters()}
+    params = [p for p in model.parameters() if id(p) not in frozen]
+    groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    if method.parameters():  # a method's own learnable tensors are not weight-decayed
+        groups.append({"params": method.parameters(), "weight_decay": 0.0})
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig):
+    spec = cfg.scheduler
+    if spec["name"] == "multistep":
+        milestones = sorted({max(1, int(round(m * cfg.epochs))) for m in spec["milestones"]})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=spec["gamma"])
+    if spec["name"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=spec["factor"],
+                                                          patience=spec["patience"])
+    return None
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook MTLREPRO_STOP_AFTER_EPOCH to simulate a killed job."""
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    best_score: float
+    history: list[dict] = field(default_factory=list)
+    method_log: list[Any] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, cfg: TrainConfig,
+        device: torch.device, checkpoint_path: Path | None = None, init_state: dict | None = None,
+        train_indices: Tensor | None = None, method_generator: torch.Generator | None = None,
+        progress_label: str = "train", log_every_epochs: Sequence[int] = ()) -> FitResult:
+    """Trains from cfg.start_epoch to cfg.epochs, keeping the weights of the best validation epoch.
+
+    init_state: a pretrain checkpoint (model, optimizer, scheduler) to continue from.
+    checkpoint_path: written atomically after every epoch; if it exists, training resumes from it.
+    """
+    from tqdm.auto import tqdm
+
+    model.to(device)
+    method.to(device)
+    optimizer = make_optimizer(model, method, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    start = cfg.start_epoch
+    best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=math.inf)
+    if init_state is not None:
+        model.load_state_dict(init_state["model"])
+        try:
+            optimizer.load_state_dict(init_state["optimizer"])
+        except ValueError:
+            pass  # the method trains other parameters than LS did (frozen heads): fresh Adam moments
+        if scheduler is not None and init_state.get("scheduler") is not None:
+            scheduler.load_state_dict(init_state["scheduler"])
+            for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = lr
+        start = init_state["epoch"]
+    if checkpoint_path is not None and checkpoint_path.exists():
+        try:
+            ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        except Exception as err:
+            raise MTLReproError(f"corrupt resume checkpoint {checkpoint_path}: {err}; delete it to restart") from None
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        method.load_state_dict(ckpt["method"])
+        if method_generator is not None:
+            method_generator.set_state(ckpt["method_generator"].to(method_generator.get_state().device))
+        _set_rng_state(ckpt["rng"], device)
+        start = ckpt["epoch"]
+        best = ckpt["best"]
+    train = train.to(device)
+    val = val.to(device)
+    stop_after = int(os.environ.get("MTLREPRO_STOP_AFTER_EPOCH", "-1"))
+    t0 = time.perf_counter() - best.wall_time_s
+    bar = tqdm(range(start, cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
+               disable=os.environ.get("MTLREPRO_PROGRESS", "1") == "0")
+    for epoch in bar:
+        model.train()
+        shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch))
+        totals, n_steps = None, 0
+        for inputs, targets in train.batches(cfg.batch_size, indices=train_indices, generator=shuffle):
+            losses = training_step(model, method, tasks, inputs, targets, optimizer)
+            totals = losses if totals is None else totals + losses
+            n_steps += 1
+        mean_losses = totals / max(n_steps, 1)
+        method.end_epoch(mean_losses)
+        outputs = predict(model, tasks, val)
+        score = validation_score(tasks, outputs, val.targets)
+        if scheduler is not None:
+            scheduler.step(score) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
+        record = {"epoch": epoch + 1, "train_loss": mean_losses.tolist(), "val_score": score,
+                  "lr": optimizer.param_groups[0]["lr"]}
+        weights = getattr(method, "last_weights", None)
+        if callable(weights) and epoch + 1 in set(log_every_epochs):
+            w = weights()
+            if w is not None:
+                best.method_log.append({"epoch": epoch + 1, "weights": w.detach().float().cpu().tolist()})
+        best.history.append(record)
+        if score < best.best_score:
+            best.best_score, best.best_epoch = score, epoch + 1
+            best.best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{mean_losses.sum().item():.4f}", val=f"{score:.4f}")
+        best.wall_time_s = time.perf_counter() - t0
+        if checkpoint_path is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "method": method.state_dict(), "rng": _rng_state(device), "epoch": epoch + 1,
+                     "best": best,
+                     "method_generator": method_generator.get_state() if method_generator is not None else None}
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save(state, tmp)
+        if epoch + 1 == stop_after:
+            raise Interrupted(f"stopped after epoch {epoch + 1} (MTLREPRO_STOP_AFTER_EPOCH)")
+    bar.close()
+    if best.best_epoch < 0:
+        raise MTLReproError(f"{progress_label}: no epoch was trained (start {start} >= epochs {cfg.epochs})")
+    return best
+
+
+def method_generator(seed: int, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derived_seed(seed, 0xA11))
+    return gen
+
+
+def build_method(name: str, hparams: dict, tasks: Sequence[Task], generator: torch.Generator,
+                 task_sizes: Sequence[int]) -> Method:
+    cls = method_registry.get(name)
+    hparams = dict(hparams)
+    if "task_sizes" in cls.hparam_names():
+        hparams.setdefault("task_sizes", list(task_sizes))
+    return method_registry.build(name, len(tasks), task_kinds=[t.kind for t in tasks],
+                                 generator=generator, **hparams)

@@ -1,0 +1,60 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("MTLREPRO_PROGRESS", "0")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+CI_PARAMS = REPO / "tests" / "params-ci.yaml"
+
+
+@pytest.fixture
+def ci_params() -> dict:
+    return yaml.safe_load(CI_PARAMS.read_text())
+
+
+@pytest.fixture
+def write_params(tmp_path):
+    def _write(params: dict, name: str = "params.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        return path
+    return _write
+
+
+@pytest.fixture(scope="session")
+def digits_processed(tmp_path_factory) -> Path:
+    """digits-mtl downloaded and preprocessed once for the session (CI params)."""
+    from mtlrepro import params as P, stages
+
+    root = tmp_path_factory.mktemp("digits")
+    params = P.load(CI_PARAMS)
+    stages.download(params, "digits-mtl", root / "raw")
+    (root / "validation.json").write_text('{"success": true}')
+    stages.preprocess(params, "digits-mtl", root / "raw", root / "validation.json", root / "processed")
+    return root / "processed"
+
+
+@pytest.fixture(scope="session")
+def qm9_raw_small(tmp_path_factory) -> Path:
+    """A 400-molecule raw QM9 table in the download stage's format (from the real package data)."""
+    import importlib.metadata as md
+
+    import pandas as pd
+
+    from mtlrepro.data.qm9 import TARGETS
+
+    root = tmp_path_factory.mktemp("qm9raw")
+    src = Path(md.distribution("qm9pack").locate_file("qm9pack/data")) / "qm9_part1.csv"
+    df = pd.read_csv(src, nrows=400)
+    raw = pd.DataFrame({"index": df["Index"], "smiles": df["SMILES"], "elements": df["Elements"],
+                        "xyz": df["XYZ_Ang"], "n_atoms": df["N_atoms"]})
+    for name, (column, _) in TARGETS.items():
+        raw[name] = df[column].astype("float64")
+    raw.to_parquet(root / "qm9.parquet", index=False)
+    return root

@@ -1,0 +1,48 @@
+import torch
+
+from mtlrepro.robustness import per_example_norm, scale_to
+
+
+def test_scaled_perturbation_has_the_requested_relative_norm_per_example():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 1, 8, 8, generator=g) * torch.arange(1, 6).view(5, 1, 1, 1)
+    d = torch.randn(5, 1, 8, 8, generator=g)
+    delta = scale_to(d, x, 0.3, None, 5)
+    assert torch.allclose(per_example_norm(delta, None, 5), 0.3 * per_example_norm(x, None, 5), rtol=1e-5)
+    # the direction is kept
+    cos = torch.nn.functional.cosine_similarity(delta.flatten(1), d.flatten(1))
+    assert torch.allclose(cos, torch.ones(5), atol=1e-5)
+
+
+def test_grouped_rows_are_scaled_per_graph():
+    x = torch.randn(7, 4)
+    example = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    delta = scale_to(torch.randn(7, 4), x, 0.5, example, 3)
+    assert torch.allclose(per_example_norm(delta, example, 3), 0.5 * per_example_norm(x, example, 3), rtol=1e-5)
+
+
+def test_fast_gradient_hurts_more_than_random_noise_of_the_same_norm(digits_processed):
+    from mtlrepro import params as P
+    from mtlrepro.data import get
+    from mtlrepro.robustness import perturbation
+    from mtlrepro.training import task_losses
+    from tests.conftest import CI_PARAMS
+
+    params = P.load(CI_PARAMS)
+    spec, config = get("digits-mtl"), params["dataset"]["digits-mtl"]
+    tasks = spec.tasks(config)
+    torch.manual_seed(0)
+    model = spec.build_model(config, tasks).eval()
+    inputs, targets = spec.load(config, digits_processed, "test").batch(torch.arange(200))
+    g = torch.Generator().manual_seed(0)
+
+    def loss_with(kind):
+        delta = perturbation(model, tasks, inputs, targets, inputs, kind, 0.1, g)
+        with torch.no_grad():
+            h = model.encode_from(inputs + delta, inputs)
+            return task_losses(tasks, [head(h) for head in model.heads], targets).sum().item()
+
+    with torch.no_grad():
+        clean = task_losses(tasks, model(inputs)[1], targets).sum().item()
+    assert loss_with("fgsm") > loss_with("gaussian")
+    assert loss_with("fgsm") > clean

@@ -1,0 +1,49 @@
+rule pretrain:
+    input:
+        "data/processed/{dataset}",
+    output:
+        directory("models/pretrain/{dataset}/pct{fraction}/seed{seed}"),
+    params:
+        params_file=PARAMS_FILE,
+        cfg=lambda w: dataset_params(w, "model", "train"),
+        fraction_seed=FRACTION["seed"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "logs/pretrain/{dataset}/pct{fraction}/seed{seed}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m mtlrepro pretrain --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
+        " --fraction {wildcards.fraction} --seed {wildcards.seed} --processed {input} --out {output} 2> {log}"
+
+
+rule train:
+    input:
+        processed="data/processed/{dataset}",
+        pretrain="models/pretrain/{dataset}/pct{fraction}/seed{seed}",
+    output:
+        model=directory("models/train/{dataset}/{method}/pct{fraction}/seed{seed}"),
+        log="metrics/train_logs/{dataset}/{method}/pct{fraction}/seed{seed}.json",
+    params:
+        params_file=PARAMS_FILE,
+        cfg=lambda w: dataset_params(w, "model", "train"),
+        method=lambda w: config["method"][w.method],
+        fraction_seed=FRACTION["seed"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    log:
+        "logs/train/{dataset}/{method}/pct{fraction}/seed{seed}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m mtlrepro train --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
+        " --method {wildcards.method} --fraction {wildcards.fraction} --seed {wildcards.seed}"
+        " --processed {input.processed} --pretrain {input.pretrain} --out {output.model}"
+        " --log {output.log} 2> {log}"
