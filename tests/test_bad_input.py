@@ -94,4 +94,4 @@ def test_download_checksum_mismatch(tmp_path, monkeypatch, capsys):
 
 def test_unknown_dataset(tmp_path, capsys):
     code = run("download", "--dataset", "mnist", "--out", str(tmp_path / "raw"))
-    assert code == 2 and "not in params datasets" in capsys.readouterr().err
+    assert code == 2 and "unknown dataset 'mnist'" in capsys.readouterr().err

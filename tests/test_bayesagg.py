@@ -550,3 +550,40 @@ def test_float32_inputs_and_generator_determinism():
         ctx = make_ctx(kinds, heads, h, T)
         outs.append(m.aggregate(ctx))
     assert outs[0].dtype == torch.float32 and torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("kinds", [["regression", "binary", "binary"],
+                                   ["regression", "binary", "multiclass"]])
+def test_weights_for_a_fixed_logging_set_has_no_side_effects(kinds):
+    B, d = 8, 3
+    heads = make_heads(kinds, d)
+    m = BayesAgg(3, kinds, classification_moments="quadrature", mc_samples=32)
+    m.aggregate(batch(kinds, heads, B, d, seed=40))
+    m.end_epoch(torch.zeros(3))
+    log = batch(kinds, heads, 5, d, seed=41)
+    snap = [p.detach().clone() for hd in heads for p in hd.parameters()]
+    gen_state = m.generator.get_state().clone()
+    n_buf, version = len(m._buf_h), m.prior_version
+    w = m.weights_for(log.h, log.targets, heads)
+    assert w.shape == (3, 5, d) and m.weights_for(log.h, log.targets, heads, "dims").shape == (3, 5)
+    assert all(torch.equal(a, p) for a, p in zip(snap, (p for hd in heads for p in hd.parameters())))
+    assert torch.equal(m.generator.get_state(), gen_state)
+    assert len(m._buf_h) == n_buf and m.prior_version == version
+    if "multiclass" not in kinds:  # regression + binary quadrature: deterministic, as a real step
+        m.aggregate(log)
+        torch.testing.assert_close(w, m.last_weights(), rtol=1e-10, atol=1e-12)
+
+
+def test_prior_scale_is_set_per_task_type():
+    """Regression and classification heads get their own isotropic prior variance."""
+    import torch
+
+    from mtlrepro.methods.bayesagg import BayesAgg
+
+    heads = torch.nn.ModuleList([torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)])
+    m = BayesAgg(2, ["regression", "binary"], prior_scale=2.0, prior_scale_classification=0.01)
+    m._ensure_dims(heads, 4, torch.device("cpu"))
+    prior = m._isotropic_prior(4, torch.device("cpu"))
+    assert torch.allclose(prior["reg_prec"][0].diagonal(), torch.full((5,), 0.5, dtype=prior["reg_prec"].dtype))
+    assert torch.allclose(prior["bin_prec"][0].diagonal(), torch.full((5,), 100.0, dtype=prior["bin_prec"].dtype))
+    assert BayesAgg(2, ["regression", "binary"], prior_scale=3.0).hp["prior_scale_classification"] == 3.0

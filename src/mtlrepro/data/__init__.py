@@ -9,6 +9,8 @@ __all__ = ["DatasetSpec", "Split", "Task", "get", "names", "nested_subset"]
 
 # name -> module; imported on demand so a digits job never pays for torch-geometric or rdkit.
 _MODULES = {"digits-mtl": "digits", "qm9": "qm9"}
+_MODULES.update({"rotten-tomatoes": "rotten_tomatoes", "tweeteval": "tweeteval",
+                 "digits-domains": "digits_domains"})
 
 
 def names() -> list[str]:

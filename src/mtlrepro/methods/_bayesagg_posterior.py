@@ -252,27 +252,40 @@ def binary_mc_moments(X: Tensor, Y: Tensor, M: Tensor, mean: Tensor, Linv: Tenso
     return mu, var.addcmul_(mu, mu, value=-1.0)
 
 
-def multiclass_mc_moments(X: Tensor, y: Tensor, m: Tensor, mean: Tensor, Linv: Tensor, C: int,
-                          d: int, n_samples: int, generator: torch.Generator):
-    """Monte-Carlo moments (paper Eq. 11) for one softmax head; g_ij = sum_c r_ijc w_jc with
-    r = softmax(logits) - onehot(y). The [J, B, d] sample gradients are formed in chunks."""
+def multiclass_mc_moments(X: Tensor, y: Tensor, m: Tensor | None, mean: Tensor, L: Tensor,
+                          C: int, d: int, n_samples: int, generator: torch.Generator):
+    """Monte-Carlo moments (paper Eq. 11) for one softmax head.
+
+    theta_j = mean + z_j L^{-1} (a triangular solve with the precision's Cholesky factor L,
+    [C*D, C*D], in X's dtype), g_ij = sum_c r_ijc w_jc with r = softmax(logits) - onehot(y).
+    Both moments are GEMMs over (sample, class) pairs (C of them for the second moment), so no
+    [J, B, d] tensor is formed:
+        E[g]_i   = (1/J) sum_{j,c} r_ijc w_jc
+        E[g^2]_i = (1/J) sum_{j, c<=c'} (2 - [c = c']) r_ijc r_ijc' (w_jc * w_jc')
+    y [B] long, m [B] mask or None, mean [C*D]; returns ([1, B, d], [1, B, d]).
+    """
     B, D = X.shape
-    z = randn((n_samples, C * D), generator, X)
-    theta = torch.addmm(mean[None, :], z, Linv).reshape(n_samples, C, D)
-    logits = (theta.reshape(-1, D) @ X.T).reshape(n_samples, C, B).transpose(1, 2)  # [J, B, C]
-    r = torch.softmax(logits, dim=-1).sub_(torch.nn.functional.one_hot(y, C).to(X.dtype))
+    J = n_samples
+    z = randn((J, C * D), generator, X)
+    # theta^T = L^{-T} z^T: a left solve with the upper factor keeps theta row-major
+    theta = torch.linalg.solve_triangular(L.mT, z.mT, upper=True).mT.add_(mean)
+    theta = theta.reshape(J, C, D)
+    lg = (theta.reshape(J * C, D) @ X.T).reshape(J, C, B)  # logits, class dim in the middle
+    lg.sub_(lg.amax(1, keepdim=True)).exp_()
+    r = lg.div_(lg.sum(1, keepdim=True))  # softmax over classes
+    r.sub_(torch.nn.functional.one_hot(y, C).to(X.dtype).T[None])
     if m is not None:
-        r.mul_(m[None, :, None])
-    w = theta[..., :d]  # [J, C, d]
-    s1 = X.new_zeros(B, d)
-    s2 = X.new_zeros(B, d)
-    step = max(1, _CHUNK_ELEMS // (4 * B * d))
-    for s in range(0, n_samples, step):
-        g = r[s:s + step] @ w[s:s + step]  # [j, B, d]
-        s1 += g.sum(0)
-        s2 += (g * g).sum(0)
-    mu = s1 / n_samples
-    return mu[None], (s2 / n_samples - mu * mu)[None]
+        r.mul_(m[None, None, :])
+    w = theta[..., :d]  # [J, C, d] (a view)
+    mu = (r.reshape(J * C, B).T @ w.reshape(J * C, d)).div_(J)
+    second = torch.zeros_like(mu)
+    for c in range(C):  # pairs (c, c') with c' >= c, off-diagonal pairs counted twice
+        rr = r[:, c:c + 1] * r[:, c:]  # [J, C - c, B]
+        rr[:, 1:] *= 2.0
+        ww = w[:, c:c + 1] * w[:, c:]  # [J, C - c, d]
+        second.addmm_(rr.reshape(-1, B).T, ww.reshape(-1, d))
+    second.div_(J)
+    return mu[None], second.addcmul_(mu, mu, value=-1.0)[None]
 
 
 _GH_CACHE: dict = {}

@@ -8,6 +8,12 @@ singular value sqrt(lambda_r), "median" sqrt of the median eigenvalue (torch.med
 one for an even count), "rmse" sqrt of the mean eigenvalue, as in the official code. The
 update is the SUM of the aligned task gradients, 1^T G' (the official code's sum; the paper's
 pre-defined task weights are all 1).
+
+Loss scaling: whatever the task losses' scales, the aligned system has condition number 1 (no
+task can dominate). A common scale of all losses only rescales the update; a per-task scale
+leaves its direction unchanged when the task gradients are orthogonal (they are then the
+system's independent components), but not in general: G' is sigma times the orthogonal polar
+factor (G G^T)^(-1/2) G, and that of D G differs from that of G for correlated rows.
 """
 from __future__ import annotations
 

@@ -45,6 +45,17 @@ class Method:
     def to(self, device: torch.device) -> "Method":
         return self
 
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> "torch.nn.ModuleList | None":
+        """Task heads replacing the model's linear heads (probabilistic representation methods:
+        a stochastic task module per task, h [B, d] -> the task's output, sampling in train mode
+        and deterministic in eval mode). None keeps the linear heads. They are saved with the model."""
+        return None
+
+    def regularizer(self, model: Any, inputs: Any, h: Tensor, targets: Tensor) -> Tensor | None:
+        """Extra loss terms added to the combined task losses (KL terms, InfoNCE...), or None.
+        Called after the heads ran on h in the same step, so heads may cache what they computed."""
+        return None
+
     def learns_head(self, k: int) -> bool:
         """False for task heads the method sets itself (BayesAgg-MTL's regression posterior mean)."""
         return True

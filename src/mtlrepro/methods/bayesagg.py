@@ -23,6 +23,13 @@ LS sum ``ctx.G.sum(0)``.
 Regression heads are not learned (``learns_head(k)`` is False): after every step the batch
 posterior mean is written into the head, and at ``end_epoch`` the full-data posterior mean (the
 paper's prediction weights). Classification heads are learned by the optimiser as usual.
+
+Loop contract: ``aggregate(ctx)`` after the backward pass that produced ``ctx.G`` (it writes the
+regression heads in place), ``h.backward(direction)``, optimiser step without the regression
+heads; ``end_epoch(mean_losses)`` once per epoch before evaluation; ``state_dict`` /
+``load_state_dict`` (+ ``set_heads(model.heads)`` after a resume); ``last_weights()`` for the
+last batch or ``weights_for(h, targets)`` for a fixed logging set (no side effects); optional
+``fit_prior(H, T, heads)`` to start from a full-data prior instead of the isotropic one.
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ _DEFAULTS: dict[str, Any] = {
     "power_classification": 5e-3,   # s for binary and multi-class tasks
     "mc_samples": 1024,             # J, Monte-Carlo draws per classification task and step
     "prior_scale": 1.0,             # variance of the isotropic prior of the full-data posterior
+    # the same for classification heads; None = prior_scale. The authors' code sets it per task
+    # type (CIFAR-MTL: 5e-4): logistic heads need a tighter prior than regression heads.
+    "prior_scale_classification": None,
     "jitter": 1e-8,                 # first Cholesky jitter (x mean diagonal), grows x10 per retry
     "cholesky_retries": 8,
     "var_floor": 1e-12,             # absolute floor of a gradient variance
@@ -74,7 +84,9 @@ class BayesAgg(Aggregator):
         for key in ("power_regression", "power_classification"):
             if not 0.0 <= float(hp[key]) <= 1.0:
                 raise ValueError(f"bayesagg: {key} must lie in [0, 1], got {hp[key]}")
-        for key in ("prior_scale", "jitter"):
+        if hp["prior_scale_classification"] is None:
+            hp["prior_scale_classification"] = hp["prior_scale"]
+        for key in ("prior_scale", "prior_scale_classification", "jitter"):
             if not float(hp[key]) > 0:
                 raise ValueError(f"bayesagg: {key} must be > 0, got {hp[key]}")
         for key in ("mc_samples", "quadrature_nodes", "cholesky_retries"):
@@ -173,11 +185,39 @@ class BayesAgg(Aggregator):
                         "aggregate(GradientContext(G, h=..., targets=..., heads=...))")
 
     def aggregate(self, ctx: GradientContext) -> Tensor:
+        """The update direction for h, [B, d] (see the module docstring for its scale). Side
+        effects: regression heads <- batch posterior mean; (h, targets) buffered for the
+        full-data prior; last_weights / last_moments / last_posterior updated; MC draws advance
+        the generator."""
         G, h, T, heads = self._check_ctx(ctx)
-        K, B, d = G.shape
+        return self._step(h, T, heads, commit=True, generator=None)
+
+    def weights_for(self, h: Tensor, targets: Tensor, heads=None, reduce: str = "none",
+                    generator: torch.Generator | None = None) -> Tensor:
+        """alpha for a given set of examples (e.g. a fixed logging set, the paper's Figure 3)
+        under the current prior, with NO side effects: no head write, no buffering, and MC
+        draws from `generator` (default: a fresh one seeded with seed + 1), never from the
+        training generator. [K, B, d], or [K, B] with ``reduce="dims"``."""
+        heads = list(heads) if heads is not None else self._heads
+        if heads is None:
+            raise RuntimeError("bayesagg.weights_for: heads unknown; pass them")
+        B, d = h.shape
+        if tuple(targets.shape) != (B, self.n_tasks) or len(heads) != self.n_tasks:
+            raise ValueError("bayesagg.weights_for: targets must be [B, K] with K heads")
+        if generator is None:
+            generator = torch.Generator(device=h.device)
+            generator.manual_seed(int(self.hp["seed"]) + 1)
+        alpha = self._step(h, targets, heads, commit=False, generator=generator)
+        return alpha.mean(-1) if reduce == "dims" else alpha
+
+    def _step(self, h: Tensor, T: Tensor, heads, commit: bool, generator):
+        B, d = h.shape
+        K = self.n_tasks
         dev = h.device
         fdt = h.dtype if h.dtype in (torch.float32, torch.float64) else torch.float32
-        self._heads = list(heads)
+        if commit:
+            self._heads = list(heads)
+            generator = self._generator(dev)
         self._ensure_dims(heads, d, dev)
         X = self._augment(h.detach().to(fdt))  # [B, D]
         X64 = X.to(P.LA_DTYPE)
@@ -207,7 +247,8 @@ class BayesAgg(Aggregator):
             parts.append((idx, *P.regression_moments(X, Y.to(fdt), mean.to(fdt), cov.to(fdt), d)))
             for j, k in enumerate(idx):
                 post[k] = (mean[j], prec[j if prec.shape[0] > 1 else 0])
-            self._write_regression_heads(heads, mean)
+            if commit:
+                self._write_regression_heads(heads, mean)
 
         if self.bin_idx:
             idx = self.bin_idx
@@ -226,7 +267,7 @@ class BayesAgg(Aggregator):
             else:
                 mom = P.binary_mc_moments(X, Y, None if all_lab else Mb, mean.to(fdt),
                                           P.tril_inverse(L).to(fdt), d,
-                                          int(self.hp["mc_samples"]), self._generator(dev))
+                                          int(self.hp["mc_samples"]), generator)
             parts.append((idx, *mom))
             for j, k in enumerate(idx):
                 post[k] = (mean[j], prec[j])
@@ -240,14 +281,16 @@ class BayesAgg(Aggregator):
                 X64, y, mk.to(P.LA_DTYPE), theta_hat, pr["mc_mean"][j], pr["mc_prec"][j],
                 jitter=jit, max_tries=tries, describe=self._describe([k]), gram_dtype=fdt)
             parts.append(([k], *P.multiclass_mc_moments(
-                X, y, None if all_lab else mk, mean.to(fdt), P.tril_inverse(L[None])[0].to(fdt), C, d,
-                int(self.hp["mc_samples"]), self._generator(dev))))
+                X, y, None if all_lab else mk, mean.to(fdt), L.to(fdt), C, d,
+                int(self.hp["mc_samples"]), generator)))
             post[k] = (mean, prec)
 
         mu, var = self._assemble(parts, K)
         powers, rel = self._weight_consts(fdt, dev)
         alpha = P.precision_weights(mu, var, powers, None if all_lab else M.T,
                                     float(self.hp["var_floor"]), rel)
+        if not commit:
+            return alpha
         direction = (alpha * mu).sum(0).div_(B)
         self._last = {"alpha": alpha, "mu": mu, "var": var, "posterior": post}
         self._buf_h.append(X[:, :d].clone())
@@ -265,11 +308,21 @@ class BayesAgg(Aggregator):
             return
         H = torch.cat(self._buf_h)
         T = torch.cat(self._buf_t)
-        self.prior = self.full_data_posterior(H, T, self._heads)
-        self.prior_version += 1
+        self.fit_prior(H, T, self._heads)
         self._buf_h, self._buf_t = [], []
-        if self.reg_idx and self._heads is not None:
-            self._write_regression_heads(self._heads, self.prior["reg_mean"])
+
+    def fit_prior(self, H: Tensor, T: Tensor, heads=None) -> None:
+        """Make the posterior on (H [N, d], T [N, K]) the prior of the following batches and write
+        its mean into the regression heads. ``end_epoch`` calls it on the epoch's buffers; a
+        loop may also call it once before the first BayesAgg step with the features of the
+        warm-start (LS) model on the training set, as the authors' code does."""
+        heads = list(heads) if heads is not None else self._heads
+        self.prior = self.full_data_posterior(H, T, heads)
+        self.prior_version += 1
+        if heads is not None:
+            self._heads = heads
+            if self.reg_idx:
+                self._write_regression_heads(heads, self.prior["reg_mean"])
 
     def full_data_posterior(self, H: Tensor, T: Tensor, heads=None) -> dict[str, Any]:
         """Posterior of every head given features H [N, d] and targets T [N, K] under the
@@ -390,19 +443,20 @@ class BayesAgg(Aggregator):
     def _isotropic_prior(self, d: int, dev) -> dict[str, Any]:
         D = d + 1 if self._dims["bias"] else d
         lam = 1.0 / float(self.hp["prior_scale"])
-        eye = torch.eye(D, dtype=P.LA_DTYPE, device=dev) * lam
+        lam_cls = 1.0 / float(self.hp["prior_scale_classification"])
+        eye = torch.eye(D, dtype=P.LA_DTYPE, device=dev)
         pr: dict[str, Any] = {}
         R, Kb = len(self.reg_idx), len(self.bin_idx)
         pr["reg_mean"] = torch.zeros(R, D, dtype=P.LA_DTYPE, device=dev)
-        pr["reg_prec"] = eye.expand(R, D, D).clone()
+        pr["reg_prec"] = (eye * lam).expand(R, D, D).clone()
         pr["reg_shared"] = True
         pr["bin_mean"] = torch.zeros(Kb, D, dtype=P.LA_DTYPE, device=dev)
-        pr["bin_prec"] = eye.expand(Kb, D, D).clone()
+        pr["bin_prec"] = (eye * lam_cls).expand(Kb, D, D).clone()
         pr["mc_mean"], pr["mc_prec"] = [], []
         for k in self.mc_idx:
             n = self._dims["classes"][k] * D
             pr["mc_mean"].append(torch.zeros(n, dtype=P.LA_DTYPE, device=dev))
-            pr["mc_prec"].append(torch.eye(n, dtype=P.LA_DTYPE, device=dev) * lam)
+            pr["mc_prec"].append(torch.eye(n, dtype=P.LA_DTYPE, device=dev) * lam_cls)
         return pr
 
     def _augment(self, h: Tensor) -> Tensor:

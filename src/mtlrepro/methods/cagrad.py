@@ -19,7 +19,6 @@ of the gradients the root is tau = 0; a tau small enough for the gap bound rho t
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from scipy.optimize import brentq
 from torch import Tensor
@@ -59,7 +58,7 @@ def _dual_direction_weights(M: Tensor, b: Tensor, g0_norm2: float, rho: float) -
 
     hull = min_norm_weights(M, tol=0.0)
     hull_distance = float((hull @ M @ hull).clamp_min(0).sqrt())  # |g_w| >= this for every w
-    tau_high = float(M.diagonal().max().sqrt())  # |g_w| <= max_k |g_k|
+    tau_high = float(M.diagonal().max().sqrt()) * (1 + 1e-12)  # |g_w| <= max_k |g_k|
     # Below tau_low the gap bound rho tau / 4 already meets the tolerance (0 in or near the hull).
     tau_low = min(max(hull_distance, 2 * GAP_TOLERANCE / rho), tau_high)
     w, q = solve(tau_low)

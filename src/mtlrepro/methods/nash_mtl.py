@@ -10,10 +10,11 @@ Frobenius norm, which multiplies alpha by sqrt(|M|_F), and clips |d| at 1; neith
 Scaling task k's gradient by c_k > 0 divides alpha_k by c_k and leaves d unchanged. The solver
 uses that: it works on the correlation matrix of the gradients (unit diagonal) and rescales,
 so its accuracy does not depend on the gradients' magnitudes. Tasks with a zero gradient get
-alpha_k = 0 (they have no direction and their equation has no solution). A ridge of
-RIDGE * I on the correlation matrix keeps the problem solvable when 0 is in the cone of the
-gradients (e.g. g_1 = -g_2), where no exact solution exists; it perturbs alpha by about RIDGE
-relatively. A solve that still fails to converge raises.
+alpha_k = 0 (they have no direction and their equation has no solution). When 0 is in the
+cone of the gradients (e.g. g_1 = -g_2) no exact solution exists: f is unbounded below and
+Newton's iterates diverge. Only then is the problem re-solved with a ridge RIDGE * I added to
+the correlation matrix, which keeps the weights finite (about 1 / sqrt(RIDGE)) while the
+degenerate directions cancel in d. A solve that still fails raises.
 
 Weights are recomputed every `update_every` calls (default 1) and reused in between, as in the
 official code.

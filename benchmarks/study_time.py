@@ -1,0 +1,101 @@
+"""How long the study takes: the whole default study on 2 CPU cores, and Snakemake's dry run of a
+full-size grid (5 datasets x 20 methods x 3 seeds with both ablations).
+
+    python benchmarks/study_time.py              # both (the study takes minutes)
+    python benchmarks/study_time.py --dry-only   # only the full-grid dry run
+
+Each is printed with its target, as a ratio (< 1 meets it).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "profiles", "environment.yml")
+FULL_METHODS = ["stl", "ls", "si", "rlw", "dwa", "uw", "gls", "tw", "imtl_l", "igbv2", "mgda", "pcgrad",
+                "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "bayesagg", "infomtl", "vmtl", "mt_vib"]
+FULL_DATASETS = ["digits-mtl", "qm9", "cifar-mtl", "utkface", "chestxray14"]
+
+
+def copy_workflow(dst: Path, params: dict) -> Path:
+    for name in FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dst
+
+
+def env(tmp: Path) -> dict:
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp / ".cache"), "MTLREPRO_PROGRESS": "0",
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+
+def full_grid_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"] = FULL_DATASETS
+    params["methods"] = FULL_METHODS
+    params["method"] = {m: {} for m in FULL_METHODS}
+    template = params["dataset"]["digits-mtl"]
+    for name in FULL_DATASETS:
+        params["dataset"].setdefault(name, copy.deepcopy(template))
+    params["ablations"]["data_fraction"]["methods"] = ["ls", "nash_mtl", "bayesagg", "infomtl", "vmtl"]
+    params["ablations"]["robustness"]["methods"] = FULL_METHODS
+    return params
+
+
+def dry_run(repeats: int = 3) -> tuple[float, int]:
+    times, jobs = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = copy_workflow(Path(tmp), full_grid_params())
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = subprocess.run([str(BIN / "snakemake"), "-n", "-q", "all"], cwd=work, env=env(work),
+                                 capture_output=True, text=True)
+            times.append(time.perf_counter() - t0)
+            if out.returncode != 0:
+                sys.exit(out.stderr[-3000:])
+            total = [line for line in out.stdout.splitlines() if line.startswith("total")]
+            jobs = int(total[0].split()[1]) if total else 0
+    return min(times), jobs
+
+
+def study() -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = copy_workflow(Path(tmp), yaml.safe_load((REPO / "params.yaml").read_text()))
+        t0 = time.perf_counter()
+        out = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "all"], cwd=work, env=env(work),
+                             capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+        if out.returncode != 0:
+            sys.exit(out.stderr[-3000:])
+        done = [line for line in out.stderr.splitlines() if "steps (100%) done" in line]
+        return elapsed, int(done[-1].split()[0]) if done else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dry-only", action="store_true")
+    parser.add_argument("--study-target-min", type=float, default=15.0)
+    args = parser.parse_args()
+    seconds, jobs = dry_run()
+    print(f"snakemake -n all, full grid ({len(FULL_DATASETS)} datasets x {len(FULL_METHODS)} methods x 3 seeds "
+          f"+ ablations, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
+    if not args.dry_only:
+        seconds, jobs = study()
+        print(f"default study, snakemake --cores 2 all ({jobs} jobs): {seconds / 60:.1f} min  "
+              f"(target {args.study_target_min:g} min, ratio {seconds / 60 / args.study_target_min:.2f})")
+
+
+if __name__ == "__main__":
+    main()

