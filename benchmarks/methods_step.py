@@ -58,10 +58,15 @@ def qm9_batch(batch_size: int, tmp: Path):
     return spec, config, spec.tasks(config), inputs, targets
 
 
+STUDY_HPARAMS: dict = {}
+
+
 def time_method(name, spec, config, tasks, inputs, targets, device, steps, level=None):
     torch.manual_seed(0)
     model = spec.build_model(config, tasks).to(device)
-    hparams = {"level": level} if level else {}
+    hparams = dict(STUDY_HPARAMS.get(name, {}))
+    if level:
+        hparams["level"] = level
     gen = torch.Generator(device=device).manual_seed(0)
     method = build_method(name, hparams, tasks, gen, [len(targets)] * len(tasks))
     install_heads(model, method, tasks)
@@ -92,8 +97,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda; default: cpu, and cuda too if present")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--params", default="params.yaml", help="method hyper-parameters of the study")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from mtlrepro import params as P
+
+    STUDY_HPARAMS.update(P.load(args.params)["method"])
     names = args.methods or [n for n in registry.names() if n not in SKIP]
     if "ls" not in names:
         names = ["ls", *names]

@@ -773,6 +773,7 @@ def test_published_comparison_markdown(study):
     assert [r.split("|")[1].strip().split(" ")[0] for r in rows][:len(STUDY_METHODS)] == STUDY_METHODS
     cells = {r.split("|")[1].strip().split(" ")[0]: [c.strip() for c in r.split("|")[2:-1]] for r in rows}
     assert cells["bayesagg"][0] == "53.2 ± 7.1" and cells["ls"][0] == "177.6 ± 3.4"
+    assert cells["mgda"][0] == "120.5 ± 2.0" and cells["stl"][:2] == ["0.0 (by definition)", "1"]
     assert cells["gls"][:2] == ["—", "—"] and cells["si"][2:] == ["—", "—"] and cells["si"][0] == "77.8 ± 9.2"
     assert "Spearman" in qm9
     sidecar = json.loads((study["tables"] / "published_comparison.md.provenance.json").read_text())

@@ -160,7 +160,7 @@ def test_infomtl_table_matches_the_paper_text():
     lines = paper_lines("infomtl")
     table = TABLES["infomtl_tweeteval_avg_roberta"]
     for entry in table.entries.values():
-        label = "EW (baseline)" if entry.label == "EW" else "InfoMTL (ours)" if entry.label == "InfoMTL" else entry.label
+        label = {"EW": "EW (baseline)", "InfoMTL": "InfoMTL (ours)"}.get(entry.label, entry.label)
         # 'Method BERT-Avg BERT-Delta_p RoBERTa-Avg RoBERTa-Delta_p'
         hits = [line for line in lines if line.startswith(label + " ")
                 and len(line.split()) - len(label.split()) == 4

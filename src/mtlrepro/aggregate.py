@@ -85,7 +85,7 @@ __all__ = [
     "delta_m", "mean_std", "competition_ranks",
     "eval_path", "robustness_path", "reference_path", "reference_fractions", "reference_outputs",
     "log_path", "load_eval", "load_reference", "load_robustness", "load_log",
-    "build_reference", "stl_reference", "aggregate", "aggregate_outputs", "main",
+    "build_reference", "stl_reference", "aggregate", "aggregate_outputs",
 ]
 
 STL_METHOD = "stl"
@@ -859,10 +859,11 @@ def _calibration_table(ds: str, reference: dict, evals: Mapping[str, list[dict]]
     methods = list(evals)
     n_seeds = sorted({len(v) for v in evals.values()})
     others = [t for t in kinds if t not in tasks]
+    left_out = "; the other tasks are not classification tasks and are left out" if others else ""
     table = _Table(
         title=f"{ds}: calibration of the classification tasks",
         caption=(f"Per seed, the mean over the {len(tasks)} classification task(s) "
-                 f"({', '.join(tasks)}{'; the other tasks are not classification tasks and are left out' if others else ''}) "
+                 f"({', '.join(tasks)}{left_out}) "
                  f"of the expected calibration error (ECE, {ECE_BINS} equal-width confidence bins) and of "
                  f"the Brier score, as in BayesAgg-MTL's appendix C.1; then mean ± std (numpy "
                  f"ddof={STD_DDOF}) over {'/'.join(map(str, n_seeds))} seeds. Lower is better; best per "

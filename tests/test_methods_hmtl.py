@@ -1,0 +1,135 @@
+"""Hierarchical MTL (de Freitas et al., 2022): per-task additive-noise channels w_t = z + eps_t with
+a learned information bound KL(N(z, sigma_t^2) || N(0, s_t^2))."""
+import math
+
+import pytest
+import torch
+
+from mtlrepro import methods as registry
+from mtlrepro.data.base import Task
+from mtlrepro.methods._probabilistic import kl_diag_gaussians
+from mtlrepro.methods.hmtl import HierarchicalMTL
+from mtlrepro.models.cnn import ConvNet
+from mtlrepro.stages import install_heads
+from mtlrepro.training import training_step
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def toy_problem(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 1, 8, 8, generator=g)
+    Y = torch.stack([X[:, 0, :4, :4].mean((1, 2)) > 0, X[:, 0, 4:, 4:].mean((1, 2)) > 0,
+                     X[:, 0].mean((1, 2)) > 0], 1).float()
+    return X, Y
+
+
+def build_model(seed=1, **hparams):
+    tasks = [Task(f"t{k}", "binary", "accuracy") for k in range(3)]
+    torch.manual_seed(0)
+    model = ConvNet(tasks, channels=8, image_size=8)
+    method = registry.build("hmtl", 3, task_kinds=["binary"] * 3, generator=torch.Generator().manual_seed(seed),
+                            **hparams)
+    install_heads(model, method, tasks)
+    return model, method, tasks
+
+
+def test_diagonal_gaussian_kl_matches_monte_carlo():
+    mu_q = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    lv_q = torch.tensor([-0.7, 0.2, 0.5], dtype=torch.float64)
+    mu_p = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    lv_p = torch.tensor([0.3, -0.4, 1.2], dtype=torch.float64)
+    q = torch.distributions.Normal(mu_q, (0.5 * lv_q).exp())
+    p = torch.distributions.Normal(mu_p, (0.5 * lv_p).exp())
+    z = mu_q + (0.5 * lv_q).exp() * torch.randn(
+        400_000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mc = (q.log_prob(z) - p.log_prob(z)).sum(1).mean()
+    exact = kl_diag_gaussians(mu_q, lv_q, mu_p, lv_p)
+    assert float(exact) == pytest.approx(float(mc), abs=0.02)
+    assert float(kl_diag_gaussians(mu_q, lv_q, mu_q, lv_q)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_train_noise_has_the_learned_variance_around_z():
+    model, _, _ = build_model()
+    head = model.heads[1].train()
+    with torch.no_grad():
+        head.noise_logvar.copy_(torch.linspace(-2.0, 1.0, model.rep_dim))
+    z = torch.randn(1, model.rep_dim, generator=torch.Generator().manual_seed(5)).expand(40_000, -1)
+    captured = {}
+    head.predictor.register_forward_hook(lambda mod, inp, out: captured.setdefault("w", inp[0]))
+    with torch.no_grad():
+        head(z)
+    w, var = captured["w"], head.noise_logvar.exp()
+    assert torch.all((w.mean(0) - z[0]).abs() < 5 * var.sqrt() / math.sqrt(40_000))
+    assert torch.allclose(w.var(0), var, rtol=0.05)
+
+
+def test_eval_is_deterministic_and_noise_free():
+    model, _, _ = build_model()
+    X, _ = toy_problem(8)
+    model.eval()
+    with torch.no_grad():
+        h, out = model(X)
+        for head, o, o2 in zip(model.heads, out, model(X)[1]):
+            assert torch.equal(o, o2) and torch.equal(o, head.predictor(h))
+
+
+def test_regularizer_is_beta_times_the_information_bounds():
+    model, method, _ = build_model(beta=0.3)
+    X, Y = toy_problem(8)
+    with torch.no_grad():
+        for k, head in enumerate(model.heads):
+            head.noise_logvar.fill_(0.1 * k - 0.5)
+            head.prior_logvar.fill_(0.2 * k)
+    model.train()
+    h, _ = model(X)
+    expected = 0.0
+    for k in range(3):
+        sigma2, s2 = math.exp(0.1 * k - 0.5), math.exp(0.2 * k)
+        # KL(N(h, sigma^2) || N(0, s^2)) per dimension, summed, averaged over the batch
+        per_dim = 0.5 * (sigma2 / s2 + h.pow(2) / s2 + math.log(s2) - math.log(sigma2) - 1)
+        expected = expected + per_dim.sum(1).mean()
+    assert torch.allclose(method.regularizer(model, X, h, Y), 0.3 * expected, rtol=1e-5)
+    profiles = HierarchicalMTL.noise_profiles(model.heads)
+    assert profiles.shape == (3, model.rep_dim)
+    assert torch.allclose(profiles[2], torch.full((model.rep_dim,), math.exp(-0.3)))
+
+
+def test_registered_name_and_defaults():
+    assert "hmtl" in registry.names()
+    method = registry.build("hmtl", 2)
+    assert method.beta == 0.01 and method.hp["hidden_dim"] == 0
+    with pytest.raises(ValueError):
+        registry.build("hmtl", 2, beta=-0.1)
+
+
+def test_end_to_end_step_gradients_learning_and_round_trip():
+    model, method, tasks = build_model(hidden_dim=4)
+    X, Y = toy_problem()
+    model.train()
+    rng = torch.get_rng_state()
+    training_step(model, method, tasks, X, Y, torch.optim.SGD(model.parameters(), lr=0.0))
+    assert torch.equal(torch.get_rng_state(), rng)
+    for pname, p in model.heads.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = [float(training_step(model, method, tasks, X, Y, optimizer).sum()) for _ in range(30)]
+    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
+
+    model.eval()
+    with torch.no_grad():
+        expected = model(X)[1]
+    rebuilt = ConvNet(tasks, channels=8, image_size=8)
+    install_heads(rebuilt, registry.build("hmtl", 3, task_kinds=["binary"] * 3, generator=torch.Generator(),
+                                          hidden_dim=4), tasks)
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(expected, rebuilt(X)[1]))
