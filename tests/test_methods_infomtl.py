@@ -3,12 +3,11 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mtlrepro import methods as registry
 from mtlrepro.data.base import Task
-from mtlrepro.methods._probabilistic import info_nce, kl_standard_normal
-from mtlrepro.methods.infomtl import InfoMTLHead
+from mtlrepro.methods._probabilistic import dropout, info_nce, kl_standard_normal
+from mtlrepro.methods.infomtl import InfoMTLHead, has_active_dropout
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import install_heads
 from mtlrepro.training import training_step
@@ -156,8 +155,8 @@ def test_ablations_drop_their_terms():
     assert torch.allclose(method.regularizer(model, X, h, Y), 0.3 * 3 * info_nce(h, h, 0.5))
 
 
-def test_encode_view_runs_a_second_forward_pass():
-    model, method, tasks = build_model("infomtl", second_view="encode", dropout=0.0, beta=0.0)
+def test_encode_view_runs_a_second_forward_pass_without_extra_dropout():
+    model, method, tasks = build_model("infomtl", second_view="encode", dropout=0.5, beta=0.0)
     X, Y = toy_problem(8)
     model.eval()  # batch-norm statistics fixed: the second pass equals the first
     h = model.encode(X)
@@ -166,12 +165,34 @@ def test_encode_view_runs_a_second_forward_pass():
     model.encode = lambda inputs: calls.append(1) or original(inputs)
     reg = method.regularizer(model, X, h, Y)
     assert calls == [1]
-    assert torch.allclose(reg, 0.1 * 3 * info_nce(h, h, 1.0))
+    assert torch.allclose(reg, 0.1 * 3 * info_nce(h, h, 1.0))  # views h and encode(X), no dropout on them
+
+
+def test_dropout_view_uses_two_independent_masks_and_auto_picks_the_view():
+    model, method, _ = build_model("infomtl", second_view="dropout", dropout=0.5, beta=0.0, seed=4)
+    X, Y = toy_problem(8)
+    model.train()
+    h = model.encode(X)
+    reg = method.regularizer(model, X, h, Y)
+    _, replayed, _ = build_model("infomtl", second_view="dropout", dropout=0.5, beta=0.0, seed=4)
+    replay = replayed.random  # the same stream, positioned after building the heads
+    a, b = dropout(h, 0.5, replay), dropout(h, 0.5, replay)
+    assert not torch.equal(a, b)
+    assert torch.allclose(reg, 0.1 * 3 * info_nce(a, b, 1.0))
+
+    assert method.view_mode(model) == "dropout" and not has_active_dropout(model)
+    auto = registry.build("infomtl", 3, task_kinds=["binary"] * 3)
+    assert auto.view_mode(model) == "dropout"
+    model.features.append(torch.nn.Dropout(0.1))  # an encoder with its own dropout
+    assert auto.view_mode(model) == "encode"
+    model.eval()
+    assert auto.view_mode(model) == "dropout"
 
 
 def test_hparams_defaults_and_validation():
     method = registry.build("infomtl", 2)
     assert (method.alpha, method.beta, method.tau, method.p_dropout) == (0.1, 0.01, 1.0, 0.2)
+    assert method.second_view == "auto" and method.hp["hidden_dim"] is None
     with pytest.raises(ValueError):
         registry.build("infomtl", 2, tau=0.0)
     with pytest.raises(ValueError):
@@ -218,3 +239,22 @@ def test_end_to_end_step_gradients_learning_and_round_trip(name):
     rebuilt_model.eval()
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(expected, rebuilt_model(X)[1]))
+
+
+def test_mixed_task_kinds_output_spaces():
+    tasks = [Task("r", "regression", "mae"), Task("b", "binary", "accuracy"), Task("m", "multiclass", "accuracy", 4)]
+    torch.manual_seed(0)
+    model = ConvNet(tasks, channels=8, image_size=8)
+    method = registry.build("infomtl", 3, task_kinds=[t.kind for t in tasks], generator=torch.Generator().manual_seed(0))
+    install_heads(model, method, tasks)
+    X, _ = toy_problem(16)
+    g = torch.Generator().manual_seed(1)
+    Y = torch.stack([torch.randn(16, generator=g), torch.randint(0, 2, (16,), generator=g).float(),
+                     torch.randint(0, 4, (16,), generator=g).float()], 1)
+    Y[:4, 1] = float("nan")
+    model.train()
+    h, outputs = model(X)
+    assert [o.shape for o in outputs] == [(16, 1), (16, 1), (16, 4)]  # z_t lives in the output space R^|Y_t|
+    assert [head._cache.data["logvar"].shape for head in model.heads] == [(16, 1), (16, 1), (16, 4)]
+    losses = training_step(model, method, tasks, X, Y, torch.optim.Adam(model.parameters(), lr=1e-2))
+    assert torch.isfinite(losses).all()

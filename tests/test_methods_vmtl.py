@@ -308,3 +308,30 @@ def test_end_to_end_step_gradients_learning_and_round_trip(name):
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(expected, rebuilt(X)[1]))
     assert copy.deepcopy(model) is not None  # caches and the shared stream survive a deep copy
+
+
+@pytest.mark.parametrize("name", ["vmtl", "vmtl_amortized"])
+def test_mixed_task_kinds_and_missing_labels(name):
+    tasks = [Task("r", "regression", "mae"), Task("b", "binary", "accuracy"), Task("m", "multiclass", "accuracy", 3)]
+    torch.manual_seed(0)
+    model = ConvNet(tasks, channels=8, image_size=8)
+    method = registry.build(name, 3, task_kinds=[t.kind for t in tasks], generator=torch.Generator().manual_seed(0),
+                            z_samples=4, w_samples=3)
+    install_heads(model, method, tasks)
+    assert [head.n_vec for head in model.heads] == [1, 2, 3]
+    X, _ = toy_problem(24)
+    g = torch.Generator().manual_seed(1)
+    Y = torch.stack([torch.randn(24, generator=g), torch.randint(0, 2, (24,), generator=g).float(),
+                     torch.randint(0, 3, (24,), generator=g).float()], 1)
+    Y[:5, 0] = float("nan")
+    Y[3:9, 2] = float("nan")
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        losses = training_step(model, method, tasks, X, Y, optimizer)
+        assert torch.isfinite(losses).all()
+    model.eval()
+    with torch.no_grad():
+        out = model(X)[1]
+    assert [o.shape for o in out] == [(24, 1), (24, 1), (24, 3)]
+    assert torch.allclose(torch.logsumexp(out[2], 1), torch.zeros(24), atol=1e-5)  # log of averaged probabilities

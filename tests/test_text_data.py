@@ -38,7 +38,7 @@ def rt_block(train=24, val=12, test=12):
 
 
 def tweeteval_block(root=TWEETEVAL, tasks=("emotion", "irony", "stance"), caps=None):
-    return {"source": {"kind": "path", "path": str(root)}, "tasks": list(tasks),
+    return {"source": {"kind": "path", "path": str(root), "tasks": list(tasks)},
             "split": caps or {"train": None, "val": None, "test": None},
             "model": dict(TEXT_MODEL), "train": dict(TINY_TRAIN)}
 
@@ -399,6 +399,8 @@ def test_trainable_layers_freeze_what_they_should(minilm):
         TextMTL(tasks, trainable_layers=7)
     with pytest.raises(MTLReproError, match="pooling"):
         TextMTL(tasks, pooling="max")
+    with pytest.raises(MTLReproError, match=r"model.path: .* \(no config.json\)"):
+        TextMTL(tasks, path=str(TWEETEVAL))
     # a checkpoint holds only the trained part, and refuses another freezing
     with pytest.raises(MTLReproError, match="other frozen backbone weights"):
         other.load_state_dict(model.state_dict())

@@ -99,6 +99,7 @@ _ERROR_METRICS = {"mae", "mse", "rmse", "mape", "loss", "nll", "rel", "abs_rel",
                   "error", "err", "l1", "l2", "ce", "cross_entropy", "logloss"}
 # Bounded scores for which an average over tasks is meaningful.
 _SCORE_METRICS = {"accuracy", "acc", "auc", "roc_auc", "auroc", "ap", "auprc", "f1", "macro_f1",
+                  "macro_recall", "macro_f1_nonzero",
                   "micro_f1", "precision", "recall", "balanced_accuracy", "miou", "iou"}
 
 
@@ -693,7 +694,8 @@ def _average_meaningful(reference: dict, kinds: Mapping[str, str | None]) -> boo
 
 def _metric_label(metric: str) -> str:
     special = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "auc": "AUC", "roc_auc": "ROC-AUC",
-               "ap": "AP", "f1": "F1", "accuracy": "Acc.", "acc": "Acc.", "miou": "mIoU"}
+               "ap": "AP", "f1": "F1", "accuracy": "Acc.", "acc": "Acc.", "miou": "mIoU",
+               "macro_f1": "M-F1", "macro_recall": "M-Recall", "macro_f1_nonzero": "F1 (a.&f.)"}
     return special.get(metric.lower(), metric)
 
 

@@ -282,17 +282,24 @@ def model_outputs(pairs, tasks, split) -> list[torch.Tensor]:
     return outputs
 
 
-def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, model_dir: Path,
-             fraction: int, seed: int, out_json: Path, device_name: str | None = None) -> None:
-    from .metrics import task_metrics
-
+def _trained_on_test(params, dataset, method_name, processed_dir, model_dir, device_name):
+    """The test split and the trained model(s) of a run, on the run's device."""
     spec, config = datasets.get(dataset), _config(params, dataset)
     device = resolve_device(device_name or params["device"])
     tasks = spec.tasks(config)
     (test,) = _load_splits(spec, config, processed_dir, ["test"])
-    test = test.to(device)
     pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks))
-    preds = outputs_to_predictions(spec, tasks, processed_dir, model_outputs(pairs, tasks, test))
+    return spec, tasks, test.to(device), pairs, device
+
+
+def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, model_dir: Path,
+             fraction: int, seed: int, out_json: Path, device_name: str | None = None) -> None:
+    from .metrics import task_metrics
+
+    spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
+                                                         model_dir, device_name)
+    outputs = model_outputs(pairs, tasks, test)
+    preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "fraction": fraction,
               "task_order": [t.name for t in tasks], "tasks": {}}
@@ -300,9 +307,25 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
         values = task_metrics(task.kind, preds[k], y[:, k])
         result["tasks"][task.name] = {"kind": task.kind, "primary": task.primary,
                                       "higher_is_better": task.higher_is_better, "metrics": values}
+    result["representation"] = representation_quality(pairs, tasks, test, outputs)
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "fraction": fraction}, stage="evaluate", seed=seed, device=str(device))
     write_json(out_json, result)
+
+
+def representation_quality(pairs, tasks, split, outputs) -> dict:
+    """InfoMTL's Table 5: uniformity of the shared representation on the split (per model for
+    STL, averaged) and the ARI of each classification task's outputs against its labels."""
+    from .representation import task_ari, uniformity
+
+    reps = []
+    with torch.no_grad():
+        for model, _ in pairs:
+            reps.append(torch.cat([model.encode(inputs).float().cpu() for inputs, _ in split.batches(512)]))
+    targets = split.targets.cpu()
+    ari = {t.name: task_ari(outputs[k], targets[:, k]) for k, t in enumerate(tasks)
+           if t.kind in ("binary", "multiclass")}
+    return {"uniformity": float(np.mean([uniformity(r) for r in reps])), "ari": ari}
 
 
 def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path, model_dir: Path,
@@ -310,12 +333,8 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     from .metrics import task_metrics
     from .robustness import perturbed_outputs
 
-    spec, config = datasets.get(dataset), _config(params, dataset)
-    device = resolve_device(device_name or params["device"])
-    tasks = spec.tasks(config)
-    (test,) = _load_splits(spec, config, processed_dir, ["test"])
-    test = test.to(device)
-    pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks))
+    spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
+                                                         model_dir, device_name)
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],

@@ -7,14 +7,15 @@ Each domain is a fixed transformation of the source images and one 10-class task
     rot90 / rot180 / rot270   np.rot90(image, k) (counter-clockwise)
     flip_lr / flip_ud         mirrored left-right / upside-down
     inverted   16 - image (ink and background swapped; pixels are 0..16)
-    noisy      image + Gaussian noise of std `transforms.noise_std`, clipped to 0..16 (seeded)
-    shifted    cyclic translation by `transforms.shift` = [rows, cols] (np.roll)
+    noisy      image + Gaussian noise of std `split.transforms.noise_std`, clipped to 0..16 (seeded)
+    shifted    cyclic translation by `split.transforms.shift` = [rows, cols] (np.roll)
 
 Every source image is used in at most one domain (no leakage between tasks): per digit class the
 images are shuffled (split_seed) and dealt to the domains in turn; within a domain each class
 gives `train_per_class` training, `val_per_class` validation and `test_per_class` test images
 (null: the rest of its share). An example is labelled only for its own domain's task (NaN for the
-others). Model: the ConvNet of digits-mtl with 10-way heads. The raw file is digits-mtl's
+others). The domains and their transforms sit in the `split` block: they decide which source
+images become which examples, so the workflow re-runs preprocess when they change. Model: the ConvNet of digits-mtl with 10-way heads. The raw file is digits-mtl's
 digits.csv (same source, same checksum, same validation suite).
 """
 from __future__ import annotations
@@ -37,12 +38,12 @@ SPLITS = ("train", "val", "test")
 
 
 def _domain_names(config: dict) -> list[str]:
-    names = list(config["domains"])
+    names = list(config["split"]["domains"])
     unknown = [d for d in names if d not in DOMAINS]
     if unknown:
-        raise MTLReproError(f"dataset.digits-domains.domains: unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}")
+        raise MTLReproError(f"dataset.digits-domains.split.domains: unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}")
     if len(names) < 1 or len(set(names)) != len(names):
-        raise MTLReproError(f"dataset.digits-domains.domains must list distinct domains, got {names}")
+        raise MTLReproError(f"dataset.digits-domains.split.domains must list distinct domains, got {names}")
     return names
 
 
@@ -129,7 +130,7 @@ class DigitsDomains(DatasetSpec):
             rng = np.random.default_rng(domain_seed(split_seed, domain))
             for split in SPLITS:
                 idx = np.sort(np.concatenate(chosen[split]))
-                pixels = transform(domain, images[idx], config["transforms"], rng).reshape(len(idx), 64)
+                pixels = transform(domain, images[idx], config["split"]["transforms"], rng).reshape(len(idx), 64)
                 part = pd.DataFrame(pixels, columns=PIXELS)
                 part.insert(0, "digit", labels[idx])
                 part.insert(0, "domain", domain)
@@ -155,7 +156,7 @@ class DigitsDomains(DatasetSpec):
         domains = _domain_names(config)
         unknown = sorted(set(df["domain"].astype(str)) - set(domains))
         if unknown:
-            raise MTLReproError(f"{path}: column 'domain' has domains {unknown} not in dataset.digits-domains.domains")
+            raise MTLReproError(f"{path}: column 'domain' has domains {unknown} not in dataset.digits-domains.split.domains")
         labels = df["digit"].to_numpy()
         if not np.isin(labels, np.arange(N_CLASSES)).all():
             raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")

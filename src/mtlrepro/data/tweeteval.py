@@ -16,10 +16,14 @@ Each tweet belongs to one task: its target is NaN for every other task. Two-clas
 emotion, hate, offensive), F1 of the ironic class (irony), macro-recall (sentiment), mean F1 of
 'against' and 'favor' (stance: `macro_f1_nonzero`, class 0 being 'none').
 
-Nothing is downloaded: source.kind is `path` only. download copies every configured task's files
+Nothing is downloaded: source.kind is `path` only; `source.tasks` lists the tasks to read (in the
+source block, so that changing them re-runs download and everything after it). download copies every configured task's files
 into tweeteval.parquet (task, subset, split, line, text, label) and records their sha256;
 preprocess keeps the official splits, optionally capped per task (`split.<name>`: a seeded random
 subset of at most that many tweets per task; null keeps all).
+
+InfoMTL's full setting (for a GPU): split {train: null, val: null, test: null}; model
+{max_length: 128, trainable_layers: 6 (MiniLM) / 12 (bert-base, roberta-base), train_embeddings: true}.
 """
 from __future__ import annotations
 
@@ -60,20 +64,20 @@ TASK_INFO = {
 
 def task_info(name: str) -> TaskInfo:
     if name not in TASK_INFO:
-        raise MTLReproError(f"dataset.tweeteval.tasks: unknown TweetEval task {name!r}; known: {', '.join(TASK_INFO)}")
+        raise MTLReproError(f"dataset.tweeteval.source.tasks: unknown TweetEval task {name!r}; known: {', '.join(TASK_INFO)}")
     return TASK_INFO[name]
 
 
 def _task_names(config: dict) -> list[str]:
-    names = list(config["tasks"])
+    names = list(config["source"]["tasks"])
     if not names:
-        raise MTLReproError("dataset.tweeteval.tasks is empty")
+        raise MTLReproError("dataset.tweeteval.source.tasks is empty")
     if len(set(names)) != len(names):
-        raise MTLReproError(f"dataset.tweeteval.tasks lists a task twice: {names}")
+        raise MTLReproError(f"dataset.tweeteval.source.tasks lists a task twice: {names}")
     for name in names:
         task_info(name)
     if "stance" in names and any(n.startswith("stance_") for n in names):
-        raise MTLReproError("dataset.tweeteval.tasks: 'stance' already pools every stance_<target>; list one or the other")
+        raise MTLReproError("dataset.tweeteval.source.tasks: 'stance' already pools every stance_<target>; list one or the other")
     return names
 
 
@@ -240,7 +244,7 @@ class TweetEval(DatasetSpec):
         names = _task_names(config)
         unknown = sorted(set(df["task"]) - set(names))
         if unknown:
-            raise MTLReproError(f"{path}: column 'task' has tasks {unknown} not in dataset.tweeteval.tasks")
+            raise MTLReproError(f"{path}: column 'task' has tasks {unknown} not in dataset.tweeteval.source.tasks")
         if df["text"].isna().any() or (df["text"].astype(str).str.strip() == "").any():
             raise MTLReproError(f"{path}: column 'text' has empty values")
         labels = df["label"].to_numpy(dtype=np.float64)

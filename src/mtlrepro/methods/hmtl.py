@@ -100,7 +100,7 @@ class HierarchicalMTL(ProbabilisticWeighting):
     def regularizer(self, model, inputs, h: Tensor, targets: Tensor) -> Tensor | None:
         total = None
         for head in model.heads:
-            cache = head.pop_cache()
+            cache = head.pop_cache() if isinstance(head, HMTLHead) else {}
             if not cache or self.beta == 0.0:
                 continue
             kl = head.information_bound(cache["h"], cache["logvar"]).mean()

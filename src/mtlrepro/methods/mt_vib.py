@@ -101,7 +101,8 @@ class MTVIB(ProbabilisticWeighting):
         return nn.ModuleList(MTVIBHead(bottleneck, latent, t.out_dim, self.random) for t in tasks)
 
     def regularizer(self, model, inputs, h: Tensor, targets: Tensor) -> Tensor | None:
-        cache = model.heads[0].bottleneck.pop_cache()
+        bottleneck = getattr(model.heads[0], "bottleneck", None)
+        cache = bottleneck.pop_cache() if isinstance(bottleneck, VIBBottleneck) else {}
         if not cache or self.beta == 0.0:
             return None
         return self.beta * kl_standard_normal(cache["mu"], cache["logvar"]).mean()
@@ -120,6 +121,10 @@ class MTVIB(ProbabilisticWeighting):
         if self.log_vars is None:
             return torch.ones_like(losses)
         return 0.5 * torch.exp(-self.log_vars.detach()).to(losses)
+
+    def last_weights(self) -> Tensor | None:
+        """For the training log: the task weights 0.5 exp(-s_t) when task_uncertainty is on."""
+        return None if self.log_vars is None else 0.5 * torch.exp(-self.log_vars.detach())
 
     def combine_losses(self, losses: Tensor) -> Tensor:
         if self.log_vars is None:

@@ -325,8 +325,8 @@ class VMTL(ProbabilisticWeighting):
         return total
 
     def loss_terms(self, heads, h: Tensor, targets: Tensor) -> dict[str, Tensor]:
-        caches = [head.pop_cache() for head in heads]
-        if not all(caches):  # the heads did not run in train mode
+        caches = [head.pop_cache() if isinstance(head, VMTLHead) else {} for head in heads]
+        if not all(caches):  # the heads did not run in train mode (or are not VMTL heads)
             return {}
         kl_z, kl_w = self.kl_terms(heads, caches, h, targets)
         sizes = self.hp["task_sizes"]

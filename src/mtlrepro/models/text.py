@@ -234,6 +234,13 @@ class TextMTL(MTLModel):
 
 def build_text_model(model_config: dict, tasks: Sequence[Task]) -> TextMTL:
     """The model of a text dataset from its `model` params block."""
-    return TextMTL(tasks, path=model_config.get("path"), pooling=model_config["pooling"],
-                   trainable_layers=model_config["trainable_layers"],
-                   train_embeddings=model_config["train_embeddings"])
+    model = TextMTL(tasks, path=model_config.get("path"), pooling=model_config["pooling"],
+                    trainable_layers=model_config["trainable_layers"],
+                    train_embeddings=model_config["train_embeddings"])
+    positions = getattr(model.backbone.config, "max_position_embeddings", None)
+    if positions is not None and getattr(model.backbone.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= 2  # RoBERTa's positions start after the padding index
+    if positions is not None and model_config["max_length"] > positions:
+        raise MTLReproError(f"model.max_length {model_config['max_length']} exceeds the {positions} positions "
+                            f"of the model at {resolve_model_path(model_config.get('path'))}")
+    return model
