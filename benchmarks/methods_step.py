@@ -114,6 +114,7 @@ def main() -> None:
         rows = []
         for device in devices:
             for label, (spec, config, tasks, x, y) in setups.items():
+                time_method("ls", spec, config, tasks, x, y, device, 5)  # warm-up: allocator, threads
                 base = time_method("ls", spec, config, tasks, x, y, device, args.steps)
                 variants = [(n, None) for n in names]
                 # the paper's top block: MGDA and IMTL-G on the shared parameters

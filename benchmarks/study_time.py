@@ -3,6 +3,7 @@ full-size grid (5 datasets x 20 methods x 3 seeds with both ablations).
 
     python benchmarks/study_time.py              # both (the study takes minutes)
     python benchmarks/study_time.py --dry-only   # only the full-grid dry run
+    python benchmarks/study_time.py --study-only --methods stl ls --study-target-min 15
 
 Each is printed with its target, as a ratio (< 1 meets it).
 """
@@ -70,9 +71,20 @@ def dry_run(repeats: int = 3) -> tuple[float, int]:
     return min(times), jobs
 
 
-def study() -> tuple[float, int]:
+def restricted(params: dict, methods: list[str] | None) -> dict:
+    """The default study with only some methods (ablations keep the ones still in the grid)."""
+    if methods:
+        params["methods"] = methods
+        for group in ("data_fraction", "robustness"):
+            ablation = params["ablations"][group]
+            ablation["methods"] = [m for m in ablation["methods"] if m in methods]
+    return params
+
+
+def study(methods: list[str] | None = None) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
-        work = copy_workflow(Path(tmp), yaml.safe_load((REPO / "params.yaml").read_text()))
+        params = restricted(yaml.safe_load((REPO / "params.yaml").read_text()), methods)
+        work = copy_workflow(Path(tmp), params)
         t0 = time.perf_counter()
         out = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "all"], cwd=work, env=env(work),
                              capture_output=True, text=True)
@@ -86,14 +98,19 @@ def study() -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry-only", action="store_true")
-    parser.add_argument("--study-target-min", type=float, default=15.0)
+    parser.add_argument("--study-only", action="store_true")
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help="run the default study with only these methods (e.g. stl ls)")
+    parser.add_argument("--study-target-min", type=float, default=30.0)
     args = parser.parse_args()
-    seconds, jobs = dry_run()
-    print(f"snakemake -n all, full grid ({len(FULL_DATASETS)} datasets x {len(FULL_METHODS)} methods x 3 seeds "
-          f"+ ablations, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
+    if not args.study_only:
+        seconds, jobs = dry_run()
+        print(f"snakemake -n all, full grid ({len(FULL_DATASETS)} datasets x {len(FULL_METHODS)} methods x 3 seeds "
+              f"+ ablations, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
     if not args.dry_only:
-        seconds, jobs = study()
-        print(f"default study, snakemake --cores 2 all ({jobs} jobs): {seconds / 60:.1f} min  "
+        seconds, jobs = study(args.methods)
+        which = "methods " + " ".join(args.methods) if args.methods else "all methods"
+        print(f"default study ({which}), snakemake --cores 2 all ({jobs} jobs): {seconds / 60:.1f} min  "
               f"(target {args.study_target_min:g} min, ratio {seconds / 60 / args.study_target_min:.2f})")
 
 

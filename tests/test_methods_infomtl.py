@@ -15,31 +15,11 @@ from mtlrepro.training import training_step
 NAMES = ["infomtl", "infomtl_no_simax", "infomtl_no_timin"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def toy_problem(n=32, seed=0):
-    """8x8 inputs, 3 learnable binary tasks (signs of region means)."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 1, 8, 8, generator=g)
-    Y = torch.stack([X[:, 0, :4, :4].mean((1, 2)) > 0, X[:, 0, 4:, 4:].mean((1, 2)) > 0,
-                     X[:, 0].mean((1, 2)) > 0], 1).float()
-    return X, Y
+from tests.probabilistic_toys import _one_thread, build_toy_model, toy_problem  # noqa: F401
 
 
 def build_model(name, seed=1, **hparams):
-    tasks = [Task(f"t{k}", "binary", "accuracy") for k in range(3)]
-    torch.manual_seed(0)
-    model = ConvNet(tasks, channels=8, image_size=8)
-    method = registry.build(name, 3, task_kinds=["binary"] * 3, generator=torch.Generator().manual_seed(seed),
-                            **hparams)
-    install_heads(model, method, tasks)
-    return model, method, tasks
+    return build_toy_model(name, seed, **hparams)
 
 
 # ------------------------------------------------------------------ closed forms

@@ -18,20 +18,7 @@ from mtlrepro.stages import install_heads
 from mtlrepro.training import build_method, training_step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def toy_problem(n=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 1, 8, 8, generator=g)
-    Y = torch.stack([X[:, 0, :4, :4].mean((1, 2)) > 0, X[:, 0, 4:, 4:].mean((1, 2)) > 0,
-                     X[:, 0].mean((1, 2)) > 0], 1).float()
-    return X, Y
+from tests.probabilistic_toys import _one_thread, toy_problem  # noqa: F401
 
 
 def build_model(name="vmtl", seed=1, n_tasks=3, **hparams):
