@@ -46,3 +46,22 @@ def test_fast_gradient_hurts_more_than_random_noise_of_the_same_norm(digits_proc
         clean = task_losses(tasks, model(inputs)[1], targets).sum().item()
     assert loss_with("fgsm") > loss_with("gaussian")
     assert loss_with("fgsm") > clean
+
+
+def test_a_perturbation_only_touches_what_the_model_allows():
+    """Padded token positions get no noise; the real tokens carry the whole relative norm."""
+    from mtlrepro.robustness import perturbation
+
+    class Padded(torch.nn.Module):
+        def example_index(self, inputs, x0):
+            return None
+
+        def perturbable(self, inputs, x0):
+            return inputs["mask"].unsqueeze(-1).to(x0.dtype)
+
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
+    x0 = torch.randn(2, 4, 3) * mask.unsqueeze(-1)
+    delta = perturbation(Padded(), [], {"mask": mask}, torch.zeros(2, 1), x0, "gaussian", 0.5,
+                         torch.Generator().manual_seed(0))
+    assert torch.all(delta[mask == 0] == 0)
+    assert torch.allclose(per_example_norm(delta, None, 2), 0.5 * per_example_norm(x0, None, 2), rtol=1e-5)

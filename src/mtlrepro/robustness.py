@@ -43,6 +43,9 @@ def perturbation(model, tasks: Sequence[Task], inputs, targets: Tensor, x0: Tens
             (direction,) = torch.autograd.grad(losses.sum(), x)
     else:
         raise ValueError(f"unknown perturbation kind {kind!r}")
+    mask = model.perturbable(inputs, x0)
+    if mask is not None:
+        direction = direction * mask
     return scale_to(direction, x0, strength, example, n)
 
 

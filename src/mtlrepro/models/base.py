@@ -30,6 +30,10 @@ class MTLModel(nn.Module):
         """Which example each row of x0 belongs to (None: row i is example i)."""
         return None
 
+    def perturbable(self, inputs: Any, x0: Tensor) -> Tensor | None:
+        """A 0/1 mask, broadcastable to x0, of the entries a perturbation may touch (None: all)."""
+        return None
+
     def encode(self, inputs: Any) -> Tensor:
         return self.encode_from(self.embed(inputs), inputs)
 

@@ -195,6 +195,11 @@ class TextMTL(MTLModel):
         x = self.backbone.embeddings(input_ids=inputs.input_ids)
         return x * inputs.attention_mask.unsqueeze(-1).to(x.dtype)
 
+    def perturbable(self, inputs: TextBatch, x0: Tensor) -> Tensor:
+        """Real tokens only: noise on padded positions would never reach h and would only make
+        the perturbation on the real tokens weaker than its nominal strength."""
+        return inputs.attention_mask.unsqueeze(-1).to(x0.dtype)
+
     def encode_from(self, x0: Tensor, inputs: TextBatch) -> Tensor:
         mask = self._attention_mask(x0, inputs.attention_mask)
         hidden = self.backbone.encoder(x0, attention_mask=mask)[0]
