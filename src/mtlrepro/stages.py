@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from . import data as datasets
+from . import methods as method_registry
 from . import params as P
-from .io import MTLReproError, atomic_dir, atomic_path, provenance, read_json, sha256_file, write_json
+from .io import MTLReproError, atomic_dir, provenance, read_json, sha256_file, write_json
 from .training import (TrainConfig, build_method, derived_seed, fit, method_generator, predict,
                        resolve_device, seed_everything)
 
@@ -137,7 +138,7 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
     resume_dir = out_dir.parent / f".{out_dir.name}.resume"
     resume_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cls = __import__("mtlrepro.methods", fromlist=["get"]).get(method_name)
+    cls = method_registry.get(method_name)
     if cls.kind == "stl":  # one model per task, each with the whole budget
         results, states = [], []
         for k, task in enumerate(tasks):
@@ -207,8 +208,6 @@ def _select_task(split, k: int):
 
 def _method_for_heads(params: dict, method_name: str, tasks):
     """The method object, rebuilt only so that it can rebuild its task heads for loading."""
-    if method_name not in params["method"]:
-        raise MTLReproError(f"method {method_name!r} is not in params method")
     hparams = P.method_hparams(params, method_name)
     return build_method(method_name, hparams, tasks, torch.Generator(), [1] * len(tasks))
 
@@ -274,10 +273,12 @@ def original_targets(spec, processed_dir, split) -> np.ndarray:
     return y
 
 
-def model_outputs(pairs, tasks, split) -> list[torch.Tensor]:
+def model_outputs(pairs, tasks, split, representations: list | None = None) -> list[torch.Tensor]:
+    """Per-task outputs over the split; each model's shared representations go to `representations`."""
     outputs: list = [None] * len(tasks)
     for model, task_ids in pairs:
-        for k, out in zip(task_ids, predict(model, [tasks[k] for k in task_ids], split)):
+        for k, out in zip(task_ids, predict(model, [tasks[k] for k in task_ids], split,
+                                            representations=representations)):
             outputs[k] = out
     return outputs
 
@@ -298,7 +299,8 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
 
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
                                                          model_dir, device_name)
-    outputs = model_outputs(pairs, tasks, test)
+    reps: list = []
+    outputs = model_outputs(pairs, tasks, test, reps)
     preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "fraction": fraction,
@@ -307,21 +309,17 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
         values = task_metrics(task.kind, preds[k], y[:, k])
         result["tasks"][task.name] = {"kind": task.kind, "primary": task.primary,
                                       "higher_is_better": task.higher_is_better, "metrics": values}
-    result["representation"] = representation_quality(pairs, tasks, test, outputs)
+    result["representation"] = representation_quality(tasks, test, outputs, reps)
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "fraction": fraction}, stage="evaluate", seed=seed, device=str(device))
     write_json(out_json, result)
 
 
-def representation_quality(pairs, tasks, split, outputs) -> dict:
+def representation_quality(tasks, split, outputs, reps) -> dict:
     """InfoMTL's Table 5: uniformity of the shared representation on the split (per model for
     STL, averaged) and the ARI of each classification task's outputs against its labels."""
     from .representation import task_ari, uniformity
 
-    reps = []
-    with torch.no_grad():
-        for model, _ in pairs:
-            reps.append(torch.cat([model.encode(inputs).float().cpu() for inputs, _ in split.batches(512)]))
     targets = split.targets.cpu()
     ari = {t.name: task_ari(outputs[k], targets[:, k]) for k, t in enumerate(tasks)
            if t.kind in ("binary", "multiclass")}

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -146,14 +146,21 @@ def _aggregated_backward(model, method: Aggregator, tasks, inputs, targets) -> T
 
 
 @torch.no_grad()
-def predict(model, tasks: Sequence[Task], split: Split, batch_size: int = 512) -> list[Tensor]:
-    """Per-task raw outputs (regression values, logits) over a split, in split order."""
+def predict(model, tasks: Sequence[Task], split: Split, batch_size: int = 512,
+            representations: list[Tensor] | None = None) -> list[Tensor]:
+    """Per-task raw outputs (regression values, logits) over a split, in split order. The shared
+    representations of the same pass are appended to `representations` when a list is given."""
     model.eval()
     chunks: list[list[Tensor]] = [[] for _ in tasks]
+    reps = []
     for inputs, _ in split.batches(batch_size):
-        _, outputs = model(inputs)
+        h, outputs = model(inputs)
         for k, o in enumerate(outputs):
             chunks[k].append(o.float().cpu())
+        if representations is not None:
+            reps.append(h.float().cpu())
+    if representations is not None:
+        representations.append(torch.cat(reps))
     return [torch.cat(c) for c in chunks]
 
 

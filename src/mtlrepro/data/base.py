@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,6 +105,19 @@ def verify_checksum(path: Path, expected: str | None) -> str:
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, engine="pyarrow", index=False)
+
+
+def read_csv(path: Path, columns: Sequence[str], what: str = "raw file", **read_kwargs) -> pd.DataFrame:
+    """A CSV with the columns a stage needs; errors name the file and the missing columns."""
+    require_file(path, what)
+    try:
+        df = pd.read_csv(path, **read_kwargs)
+    except Exception as err:
+        raise MTLReproError(f"cannot read {path}: {err}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MTLReproError(f"{path}: missing column(s) {missing}")
+    return df
 
 
 def read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:

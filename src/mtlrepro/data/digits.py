@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Split, Task, check_finite_targets, read_parquet, read_stats,
-                   require_file, split_record, verify_checksum, write_parquet, write_stats)
+from .base import (DatasetSpec, Split, Task, check_finite_targets, read_csv, read_parquet,
+                   read_stats, split_record, verify_checksum, write_parquet, write_stats)
 
 SOURCE_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
 PIXELS = [f"pixel_{i:02d}" for i in range(64)]
@@ -53,14 +53,8 @@ class DigitsMTL(DatasetSpec):
     def preprocess(self, config, split_seed, raw_dir, out_dir):
         from sklearn.model_selection import train_test_split
 
-        path = require_file(raw_dir / "digits.csv", "raw file")
-        try:
-            df = pd.read_csv(path)
-        except Exception as err:
-            raise MTLReproError(f"cannot read {path}: {err}") from None
-        missing = [c for c in PIXELS + ["digit"] if c not in df.columns]
-        if missing:
-            raise MTLReproError(f"{path}: missing column(s) {missing}")
+        path = raw_dir / "digits.csv"
+        df = read_csv(path, PIXELS + ["digit"])
         check_finite_targets(df, ["digit"], path)
         ids = np.arange(len(df))
         split = config["split"]

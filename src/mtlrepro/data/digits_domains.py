@@ -21,14 +21,13 @@ digits.csv (same source, same checksum, same validation suite).
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, check_finite_targets, read_parquet, read_stats, require_file,
+from .base import (DatasetSpec, Task, check_finite_targets, read_csv, read_parquet, read_stats,
                    split_record, write_parquet, write_stats)
 from .digits import N_CLASSES, PIXELS, SPEC as DIGITS, ImageSplit
 
@@ -95,14 +94,8 @@ class DigitsDomains(DatasetSpec):
         return DIGITS.download(config, raw_dir)  # the same source file and raw table as digits-mtl
 
     def preprocess(self, config, split_seed, raw_dir, out_dir):
-        path = require_file(raw_dir / "digits.csv", "raw file")
-        try:
-            df = pd.read_csv(path)
-        except Exception as err:
-            raise MTLReproError(f"cannot read {path}: {err}") from None
-        missing = [c for c in PIXELS + ["digit"] if c not in df.columns]
-        if missing:
-            raise MTLReproError(f"{path}: missing column(s) {missing}")
+        path = raw_dir / "digits.csv"
+        df = read_csv(path, PIXELS + ["digit"])
         check_finite_targets(df, PIXELS + ["digit"], path)
         labels = df["digit"].to_numpy()
         if not np.isin(labels, np.arange(N_CLASSES)).all():

