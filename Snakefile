@@ -18,7 +18,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         rules.aggregate.output,
-        # pretrain checkpoints for every fraction, as dvc.yaml builds them
-        expand("models/pretrain/{dataset}/pct{fraction}/seed{seed}", dataset=DATASETS,
-               fraction=[100, *FRACTION["fractions"]], seed=SEEDS),
-        expand("reports/validation/{dataset}.html", dataset=config["datasets"]),
+        pretrain_dirs(),
+        expand("reports/validation/{dataset}.html", dataset=DATASETS),

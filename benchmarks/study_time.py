@@ -1,5 +1,6 @@
 """How long the study takes: the whole default study on 2 CPU cores, and Snakemake's dry run of a
-full-size grid (5 datasets x 20 methods x 3 seeds with both ablations).
+full-size grid (5 datasets x 20 methods x 3 seeds with both ablations, plus InfoMTL's study on
+2 text datasets x 16 methods).
 
     python benchmarks/study_time.py              # both (the study takes minutes)
     python benchmarks/study_time.py --dry-only   # only the full-grid dry run
@@ -27,6 +28,9 @@ FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "profiles", "enviro
 FULL_METHODS = ["stl", "ls", "si", "rlw", "dwa", "uw", "gls", "tw", "imtl_l", "igbv2", "mgda", "pcgrad",
                 "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "bayesagg", "infomtl", "vmtl", "mt_vib"]
 FULL_DATASETS = ["digits-mtl", "qm9", "cifar-mtl", "utkface", "chestxray14"]
+FULL_TEXT_DATASETS = ["rotten-tomatoes", "tweeteval"]
+FULL_TEXT_METHODS = ["stl", "ls", "tw", "si", "uw", "gls", "dwa", "pcgrad", "imtl_l", "rlw", "mt_vib", "vmtl",
+                     "hmtl", "infomtl", "infomtl_no_simax", "infomtl_no_timin"]  # InfoMTL's Tables 1-4
 
 
 def copy_workflow(dst: Path, params: dict) -> Path:
@@ -46,12 +50,17 @@ def full_grid_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["datasets"] = FULL_DATASETS
     params["methods"] = FULL_METHODS
-    params["method"] = {m: {} for m in FULL_METHODS}
+    params["method"] = {m: {} for m in FULL_METHODS + FULL_TEXT_METHODS}
     template = params["dataset"]["digits-mtl"]
     for name in FULL_DATASETS:
         params["dataset"].setdefault(name, copy.deepcopy(template))
+    params["ablations"]["data_fraction"]["fractions"] = [20, 40, 60, 80]
     params["ablations"]["data_fraction"]["methods"] = ["ls", "nash_mtl", "bayesagg", "infomtl", "vmtl"]
     params["ablations"]["robustness"]["methods"] = FULL_METHODS
+    params["infomtl_study"] = {
+        "datasets": FULL_TEXT_DATASETS, "methods": FULL_TEXT_METHODS,
+        "ablations": {"data_fraction": {"fractions": [20, 40, 60, 80], "methods": FULL_TEXT_METHODS[1:]},
+                      "robustness": {"methods": FULL_TEXT_METHODS}}}
     return params
 
 
@@ -72,12 +81,13 @@ def dry_run(repeats: int = 3) -> tuple[float, int]:
 
 
 def restricted(params: dict, methods: list[str] | None) -> dict:
-    """The default study with only some methods (ablations keep the ones still in the grid)."""
+    """The default study with only some methods in both grids (ablations keep the ones still there)."""
     if methods:
-        params["methods"] = methods
-        for group in ("data_fraction", "robustness"):
-            ablation = params["ablations"][group]
-            ablation["methods"] = [m for m in ablation["methods"] if m in methods]
+        for grid in (params, params["infomtl_study"]):
+            grid["methods"] = [m for m in grid["methods"] if m in methods]
+            for group in ("data_fraction", "robustness"):
+                ablation = grid["ablations"][group]
+                ablation["methods"] = [m for m in ablation["methods"] if m in methods]
     return params
 
 
@@ -106,7 +116,7 @@ def main() -> None:
     if not args.study_only:
         seconds, jobs = dry_run()
         print(f"snakemake -n all, full grid ({len(FULL_DATASETS)} datasets x {len(FULL_METHODS)} methods x 3 seeds "
-              f"+ ablations, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
+              f"+ ablations, + {len(FULL_TEXT_DATASETS)} x {len(FULL_TEXT_METHODS)} in InfoMTL's study, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
     if not args.dry_only:
         seconds, jobs = study(args.methods)
         which = "methods " + " ".join(args.methods) if args.methods else "all methods"

@@ -16,10 +16,12 @@ from mtlrepro.aggregate import (MTLReproError, build_reference, delta_m, eval_pa
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Two datasets: all-regression (lower is better) and all-classification (higher is better).
+# Two datasets: all-regression (lower is better) and all-classification (higher is better); and
+# txt, of InfoMTL's grid (below), with one task of each direction and values from TXT_MEANS.
 TASKS = {
     "reg": {"mu": ("regression", "mae", False, 0.5), "alpha": ("regression", "mae", False, 20.0)},
     "cls": {"t1": ("binary", "accuracy", True, 0.80), "t2": ("binary", "accuracy", True, 0.70)},
+    "txt": {"sent": ("binary", "macro_f1", True, None), "err": ("regression", "mae", False, None)},
 }
 # Methods in the papers' (non-alphabetical) order.
 METHODS = ["stl", "ls", "pcgrad", "bayesagg"]
@@ -30,8 +32,32 @@ FRACTIONS = [20, 60, 100]  # params list only [20, 60]: 100 (the main run) is al
 KINDS = ["gaussian", "fgsm"]
 STRENGTHS = [0.1, 0.2]
 
+# InfoMTL's grid: txt's methods in grid order (ls = EW) and its own data fractions (main: 20, 60).
+TXT_METHODS = ["stl", "ls", "mt_vib", "infomtl"]
+TXT_FRACTIONS = [40]
+# Seed means of (sent macro-F1, higher is better; err MAE, lower is better) per (method, fraction);
+# the seeds spread them symmetrically, so these are the exact seed means.
+TXT_MEANS = {("stl", 100): (0.70, 2.0), ("ls", 100): (0.80, 1.0), ("mt_vib", 100): (0.72, 1.5),
+             ("infomtl", 100): (0.88, 0.9), ("ls", 40): (0.60, 2.0), ("infomtl", 40): (0.66, 1.6)}
+
+# Representation quality per run: seed mean UNIFORMITY[m] (spread +-0.1) and ARI[m] + 0.1 k for the
+# k-th classification task (spread +-0.02).
+UNIFORMITY = {"stl": -1.5, "ls": -1.8, "pcgrad": -1.9, "bayesagg": -2.0, "gls": -1.7, "nash_mtl": -1.6,
+              "mt_vib": -1.9, "infomtl": -2.6}
+ARI = {"stl": 0.05, "ls": 0.10, "pcgrad": 0.12, "bayesagg": 0.20, "gls": 0.08, "nash_mtl": 0.15,
+       "mt_vib": 0.09, "infomtl": 0.40}
+
+
+def representation(tasks, method, seed):
+    classification = [t for t, spec in tasks.items() if spec[0] != "regression"]
+    return {"uniformity": UNIFORMITY[method] + 0.1 * (seed - 1),
+            "ari": {t: ARI[method] + 0.1 * k + 0.02 * (seed - 1) for k, t in enumerate(classification)}}
+
 
 def metric_value(ds, method, fraction, seed, task):
+    if ds == "txt":
+        sent, err = TXT_MEANS[(method, fraction)]
+        return sent * (1 + 0.01 * (seed - 1)) if task == "sent" else err * (1 - 0.02 * (seed - 1))
     kind, _, hib, base = TASKS[ds][task]
     data_penalty = 1 + (100 - fraction) / 200
     noise = 1 + 0.01 * (seed - 1) * (1 if task in ("mu", "t1") else -1)
@@ -52,10 +78,10 @@ def eval_doc(ds, method, fraction, seed):
     for task, (kind, primary, hib, _) in TASKS[ds].items():
         value = metric_value(ds, method, fraction, seed, task)
         metrics = {primary: value, "mse": value ** 2} if kind == "regression" else \
-            {primary: value, "auc": min(1.0, value + 0.1), "ece": 0.01, "brier": 0.02}
+            {"accuracy": value, primary: value, "auc": min(1.0, value + 0.1), "ece": 0.01, "brier": 0.02}
         tasks[task] = {"kind": kind, "primary": primary, "higher_is_better": hib, "metrics": metrics}
     return {"dataset": ds, "method": method, "seed": seed, "fraction": fraction, "tasks": tasks,
-            "task_order": list(TASKS[ds])}
+            "task_order": list(TASKS[ds]), "representation": representation(TASKS[ds], method, seed)}
 
 
 def rob_doc(ds, method, seed):
@@ -81,10 +107,14 @@ def dump(path: Path, data) -> None:
 @pytest.fixture
 def tree(tmp_path):
     """A full synthetic input tree with the STL references built; returns a dict of paths."""
+    return build_tree(tmp_path)
+
+
+def build_tree(root: Path) -> dict:
     params = make_params()
-    d = {"params": params, "eval": tmp_path / "eval", "rob": tmp_path / "robustness",
-         "ref": tmp_path / "reference", "tables": tmp_path / "reports" / "tables",
-         "figures": tmp_path / "reports" / "figures", "summary": tmp_path / "reports" / "metrics.json"}
+    d = {"params": params, "eval": root / "eval", "rob": root / "robustness",
+         "ref": root / "reference", "tables": root / "reports" / "tables",
+         "figures": root / "reports" / "figures", "summary": root / "reports" / "metrics.json"}
     for ds in params["datasets"]:
         for m in METHODS:
             for s in SEEDS:
@@ -497,7 +527,7 @@ def study_eval(ds, method, seed):
              "auc": float("nan")}  # an unused secondary metric may be NaN
         tasks[task] = {"kind": kind, "primary": primary, "higher_is_better": hib, "metrics": metrics}
     return {"dataset": ds, "method": method, "seed": seed, "fraction": 100, "tasks": tasks,
-            "task_order": list(STUDY_TASKS[ds])}
+            "task_order": list(STUDY_TASKS[ds]), "representation": representation(STUDY_TASKS[ds], method, seed)}
 
 
 def per_dimension_weights(ds, seed, epoch):
@@ -792,3 +822,206 @@ def test_no_published_comparison_without_counterpart(tree):
 def test_competition_ranks():
     assert agg.competition_ranks({"a": 3.0, "b": 1.0, "c": 3.0, "d": 5.0}, False) == {"a": 2, "b": 1, "c": 2, "d": 4}
     assert agg.competition_ranks({"a": 3.0, "b": 1.0, "c": 3.0, "d": 5.0}, True) == {"a": 2, "b": 4, "c": 2, "d": 1}
+
+
+# ======================================================================= InfoMTL's grid (infomtl_study)
+# txt is the infomtl_study grid's dataset beside the main grid's reg and cls (the `tree` fixture).
+
+def infomtl_params(rob_methods=("infomtl", "ls")):
+    params = make_params()
+    params["infomtl_study"] = {"datasets": ["txt"], "methods": list(TXT_METHODS), "ablations": {
+        "data_fraction": {"fractions": list(TXT_FRACTIONS), "methods": ["infomtl", "ls"]},
+        "robustness": {"methods": list(rob_methods)}}}
+    return params
+
+
+@pytest.fixture(scope="module")
+def info_tree(tmp_path_factory):
+    """`tree`'s inputs plus txt's evaluations (100 % and its data fractions), robustness runs and
+    reference, aggregated once for the read-only tests below (the others write elsewhere)."""
+    d = build_tree(tmp_path_factory.mktemp("infomtl"))
+    for (m, f) in TXT_MEANS:
+        for s in SEEDS:
+            dump(eval_path(d["eval"], "txt", m, f, s), eval_doc("txt", m, f, s))
+    for m in ("ls", "infomtl"):
+        for s in SEEDS:
+            dump(robustness_path(d["rob"], "txt", m, s), rob_doc("txt", m, s))
+    params = infomtl_params()
+    assert stl_reference(params, d["eval"], d["ref"], datasets=["txt"]) == [d["ref"] / "txt.json"]
+    d = {**d, "params": params}
+    run(d)
+    return d
+
+
+def stored_summary(d):
+    return json.loads(d["summary"].read_text())
+
+
+def hand_delta_p(values, ew):
+    """InfoMTL's Delta_p for txt: sent (higher is better) counts +, err (lower is better) counts -."""
+    return 100 * ((values[0] - ew[0]) / ew[0] - (values[1] - ew[1]) / ew[1]) / 2
+
+
+def txt_seed_values(method, fraction):
+    return [(metric_value("txt", method, fraction, s, "sent"), metric_value("txt", method, fraction, s, "err"))
+            for s in SEEDS]
+
+
+def test_infomtl_main_table_avg_and_delta_p(info_tree):
+    summary = stored_summary(info_tree)
+    rows = read_csv(info_tree["tables"] / "txt_main.csv")
+    assert list(dict.fromkeys(r["method"] for r in rows)) == TXT_METHODS  # the grid's order
+    assert list(dict.fromkeys(r["column"] for r in rows)) == ["sent (M-F1)", "err (MAE)", "Avg.", "Δp%", "Δm%"]
+    cell = {(r["method"], r["column"]): r for r in rows}
+    # by hand from TXT_MEANS (EW = ls: 0.80 and 1.0): infomtl +10 % on sent, 10 % lower error -> +10;
+    # mt_vib -10 % on sent and a 50 % higher error (lower is better: counts -50) -> -30
+    for method, expected in (("infomtl", 10.0), ("mt_vib", -30.0), ("stl", (-12.5 - 100.0) / 2)):
+        assert float(cell[(method, "Δp%")]["mean"]) == pytest.approx(expected, rel=1e-9)
+        assert summary["txt"][method]["delta_p"] == pytest.approx(expected, rel=1e-5)
+    assert float(cell[("ls", "Δp%")]["mean"]) == 0.0 and summary["txt"]["ls"]["delta_p"] == 0.0
+    # per seed against EW's seed mean, then the std over seeds
+    per_seed = [hand_delta_p(v, TXT_MEANS[("ls", 100)]) for v in txt_seed_values("infomtl", 100)]
+    assert float(cell[("infomtl", "Δp%")]["std"]) == pytest.approx(np.std(per_seed), rel=1e-9)
+    assert float(cell[("infomtl", "Δp%")]["std"]) > 0
+    # Avg. = mean over tasks of the primary metric: (0.88 + 0.9) / 2
+    avgs = [(sent + err) / 2 for sent, err in txt_seed_values("infomtl", 100)]
+    assert float(cell[("infomtl", "Avg.")]["mean"]) == pytest.approx(0.89, rel=1e-12)
+    assert float(cell[("infomtl", "Avg.")]["std"]) == pytest.approx(np.std(avgs), rel=1e-9)
+    assert summary["txt"]["infomtl"]["avg"] == pytest.approx(0.89, rel=1e-5)
+    # Delta_m vs STL is kept, and so is the rest of the summary
+    assert float(cell[("stl", "Δm%")]["mean"]) == 0.0
+    assert {"delta_m", "delta_m_std", "mean_score", "avg", "avg_std", "delta_p", "delta_p_std"} <= set(
+        summary["txt"]["infomtl"])
+    # Delta_p: higher is better; Avg. over tasks of both directions: not marked
+    assert cell[("infomtl", "Δp%")]["best"] == "True" and cell[("infomtl", "Avg.")]["best"] == "False"
+    md = (info_tree["tables"] / "txt_main.md").read_text()
+    assert "| Avg. | Δp% ↑ | Δm% ↓ |" in md and "EW (ls)" in md
+
+
+def test_infomtl_data_fraction_against_ew_at_the_same_fraction(info_tree):
+    rows = read_csv(info_tree["tables"] / "txt_data_fraction.csv")
+    cell = {(r["quantity"], r["method"], int(r["fraction"])): r for r in rows}
+    # the grid's own fractions plus 100 (not the main grid's 20 and 60); its methods in grid order
+    assert sorted({int(r["fraction"]) for r in rows}) == [40, 100]
+    assert list(dict.fromkeys(r["method"] for r in rows)) == ["ls", "infomtl"]
+    # at 40 % EW is (0.60, 2.0): +10 % on sent, 20 % lower error -> +15 (against EW at 100 % it would
+    # be (-17.5 - 60) / 2 = -38.75)
+    assert float(cell[("delta_p", "infomtl", 40)]["mean"]) == pytest.approx(15.0, rel=1e-9)
+    assert float(cell[("delta_p", "infomtl", 100)]["mean"]) == pytest.approx(10.0, rel=1e-9)
+    assert float(cell[("delta_p", "ls", 40)]["mean"]) == 0.0 and float(cell[("delta_p", "ls", 100)]["mean"]) == 0.0
+    per_seed = [hand_delta_p(v, TXT_MEANS[("ls", 40)]) for v in txt_seed_values("infomtl", 40)]
+    assert float(cell[("delta_p", "infomtl", 40)]["std"]) == pytest.approx(np.std(per_seed), rel=1e-9)
+    assert cell[("delta_p", "infomtl", 40)]["reference"] == "ls at 40% (seed mean)"
+    assert float(cell[("mean_score", "infomtl", 40)]["mean"]) == pytest.approx((0.66 + 1.6) / 2, rel=1e-12)
+    assert cell[("delta_m", "infomtl", 40)]["reference"] == "txt.json"  # STL did not run at 40 %
+    # InfoMTL's Table 6 layout: a row per (fraction, method), the best marked within each fraction
+    md = (info_tree["tables"] / "txt_data_fraction.md").read_text()
+    section = md.split("## ")[1]
+    assert "Table 6" in section.splitlines()[0]
+    table_rows = [line for line in section.splitlines() if line.startswith("| ") and "Data / Method" not in line]
+    assert [r.split("|")[1].strip() for r in table_rows] == ["40% ls", "40% infomtl", "100% ls", "100% infomtl"]
+    bold = [r.split("|")[1].strip() for r in table_rows if "**" in r]
+    assert bold == ["40% infomtl", "100% infomtl"]
+    assert "## txt: data fraction — Δm% vs STL" in md
+    assert (info_tree["tables"] / "txt_data_fraction.tex").read_text().count(r"\begin{tabular}") == 2
+    assert (info_tree["figures"] / "txt_data_fraction.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_infomtl_robustness_relative_to_ew_at_the_same_strength(info_tree):
+    rows = read_csv(info_tree["tables"] / "txt_robustness.csv")
+    cell = {(r["method"], r["kind"], float(r["strength"]), r["quantity"]): r for r in rows}
+    for kind in KINDS:
+        for s in [0.0] + STRENGTHS:
+            def robust(m):  # per seed, the mean over tasks of the perturbed primary metrics
+                return [np.mean([perturbed("txt", m, seed, kind, s, t) for t in TASKS["txt"]]) for seed in SEEDS]
+            ew = np.mean(robust("ls"))
+            rel = [100 * (r - ew) / ew for r in robust("infomtl")]
+            got = cell[("infomtl", kind, s, "relative_to_ew_pct")]
+            assert float(got["mean"]) == pytest.approx(np.mean(rel), rel=1e-9, abs=1e-12)
+            assert float(got["std"]) == pytest.approx(np.std(rel), rel=1e-9)
+            assert float(cell[("ls", kind, s, "relative_to_ew_pct")]["mean"]) == 0.0
+    # gaussian at 0.2 by hand: EW (k = 1.5) keeps 70 % of 0.80 and 130 % of 1.0 -> 0.93; infomtl
+    # (k = 1) 0.704 and 1.08 -> 0.892: -4.086 %; at strength 0 it is (0.89 - 0.9) / 0.9 = -1.11 %
+    assert float(cell[("infomtl", "gaussian", 0.2, "relative_to_ew_pct")]["mean"]) == pytest.approx(
+        100 * (0.892 - 0.93) / 0.93, rel=1e-9)
+    assert float(cell[("infomtl", "gaussian", 0.0, "relative_to_ew_pct")]["mean"]) == pytest.approx(
+        100 * (0.89 - 0.9) / 0.9, rel=1e-9)
+    md = (info_tree["tables"] / "txt_robustness.md").read_text()
+    assert md.count("robust score vs EW (%)") == len(KINDS)
+    # the main grid's datasets get no EW column
+    assert not [r for r in read_csv(info_tree["tables"] / "cls_robustness.csv")
+                if r["quantity"] == "relative_to_ew_pct"]
+
+
+def test_infomtl_robustness_without_ew_has_no_ew_column(info_tree, tmp_path):
+    d = {**fresh_outputs(info_tree, tmp_path), "params": infomtl_params(rob_methods=("infomtl",))}
+    run(d)
+    rows = read_csv(d["tables"] / "txt_robustness.csv")
+    assert {r["quantity"] for r in rows} == {"mean_score", "relative_drop_pct"}
+
+
+def rep_cells(d, ds):
+    return {(r["method"], r["metric"], r["task"]): r for r in read_csv(d["tables"] / f"{ds}_representation.csv")}
+
+
+def test_representation_table_for_every_dataset(info_tree):
+    seed_spread = math.sqrt(2 / 3)  # np.std of (-1, 0, +1)
+    for ds, methods in (("reg", METHODS), ("cls", METHODS), ("txt", TXT_METHODS)):
+        cell = rep_cells(info_tree, ds)
+        assert list(dict.fromkeys(m for m, _, _ in cell)) == methods
+        classification = [t for t, spec in TASKS[ds].items() if spec[0] != "regression"]
+        assert {(metric, task) for _, metric, task in cell} == \
+            {("uniformity", "")} | {("ari_pct", t) for t in classification}
+        for m in methods:
+            uni = cell[(m, "uniformity", "")]
+            assert float(uni["mean"]) == pytest.approx(UNIFORMITY[m], rel=1e-12)
+            assert float(uni["std"]) == pytest.approx(0.1 * seed_spread, rel=1e-9)
+            for k, t in enumerate(classification):
+                ari = cell[(m, "ari_pct", t)]
+                assert float(ari["mean"]) == pytest.approx(100 * (ARI[m] + 0.1 * k), rel=1e-12)
+                assert float(ari["std"]) == pytest.approx(2.0 * seed_spread, rel=1e-9)
+    # lower uniformity and higher ARI are better
+    best = {(m, metric, t) for (m, metric, t), r in rep_cells(info_tree, "cls").items() if r["best"] == "True"}
+    assert best == {("bayesagg", "uniformity", ""), ("bayesagg", "ari_pct", "t1"), ("bayesagg", "ari_pct", "t2")}
+    md = (info_tree["tables"] / "txt_representation.md").read_text()
+    assert "| Method | Uni. ↓ | sent ARI (%) ↑ |" in md and "Table 5" in md
+
+
+def test_missing_representation_names_the_file(tree):
+    victim = eval_path(tree["eval"], "cls", "pcgrad", 100, 1)
+    doc = eval_doc("cls", "pcgrad", 100, 1)
+    del doc["representation"]
+    dump(victim, doc)
+    with pytest.raises(MTLReproError, match=f"{victim}: missing key 'representation'"):
+        run(tree)
+    assert all_outputs(tree) == []
+
+
+def test_main_grid_outputs_unchanged_by_the_infomtl_grid(info_tree, tmp_path):
+    main_only = {**fresh_outputs(info_tree, tmp_path), "params": make_params()}
+    summary_main = run(main_only)
+    summary_both = stored_summary(info_tree)
+    # the main grid's datasets: the same files, the same bytes, the same summary
+    names = sorted(p.name for p in main_only["tables"].iterdir() if not p.name.endswith(".provenance.json"))
+    stems = {"reg": ("main", "data_fraction", "robustness", "representation"),
+             "cls": ("main", "data_fraction", "robustness", "representation", "calibration")}
+    assert names == sorted(f"{ds}_{stem}.{ext}" for ds in stems for stem in stems[ds] for ext in ("md", "tex", "csv"))
+    for name in names:
+        assert (main_only["tables"] / name).read_bytes() == (info_tree["tables"] / name).read_bytes(), name
+    assert {ds: summary_both[ds] for ds in ("reg", "cls")} == summary_main
+    assert set(summary_main["reg"]["ls"]) == {"delta_m", "delta_m_std", "mean_score", "mean_score_std", "n_seeds"}
+    assert not [r for r in read_csv(main_only["tables"] / "cls_main.csv") if r["column"] in ("Avg.", "Δp%")]
+    assert {r["quantity"] for r in read_csv(main_only["tables"] / "reg_data_fraction.csv")} == {"mean_score", "delta_m"}
+    # the outputs listed are the ones written, txt's included
+    listed = agg.aggregate_outputs(info_tree["params"], info_tree["tables"], info_tree["figures"],
+                                   info_tree["summary"], task_kinds={ds: [v[0] for v in t.values()]
+                                                                      for ds, t in TASKS.items()})
+    assert {p.name for p in listed} >= {f"txt_{stem}.{ext}" for stem in ("main", "data_fraction", "robustness",
+                                                                          "representation")
+                                        for ext in ("md", "tex", "csv")}
+    for path in listed:
+        assert path.exists() and path.with_name(path.name + ".provenance.json").exists(), path
+    written = {p for p in info_tree["tables"].iterdir() if not p.name.endswith(".provenance.json")}
+    assert written == {p for p in listed if p.parent == info_tree["tables"]}
+    assert agg.reference_outputs(info_tree["params"], info_tree["ref"])[-1] == info_tree["ref"] / "txt.json"
+    assert agg.reference_fractions(info_tree["params"], "txt") == [100]

@@ -34,6 +34,46 @@ def test_bad_params_name_the_key(ci_params, write_params, mutate, fragment):
     assert fragment in str(err.value)
 
 
+def _study(datasets=("digits-domains",), methods=("stl", "ls", "infomtl"), df=("ls",), rob=("ls",)):
+    return {"datasets": list(datasets), "methods": list(methods),
+            "ablations": {"data_fraction": {"fractions": [50], "methods": list(df)},
+                          "robustness": {"methods": list(rob)}}}
+
+
+@pytest.mark.parametrize("study, fragment", [
+    (_study(datasets=["qm9"]), "'qm9' is also in datasets; a dataset belongs to one grid"),
+    (_study(methods=["ls", "infomtl"]), "infomtl_study.methods must contain 'stl'"),
+    (_study(methods=["stl", "infomtl"], df=[], rob=[]), "infomtl_study.methods must contain 'ls'"),
+    (_study(df=["infomtl"]), "data_fraction.methods must contain 'ls'"),
+    (_study(rob=["vmtl"]), "infomtl_study.ablations.robustness.methods lists 'vmtl'"),
+    (_study(methods=["stl", "ls", "hmtl"], df=[], rob=[]), "method.hmtl is missing"),
+])
+def test_infomtl_study_cross_checks(ci_params, write_params, study, fragment):
+    params = copy.deepcopy(ci_params)
+    params["infomtl_study"] = study
+    with pytest.raises(P.ParamsError) as err:
+        P.load(write_params(params))
+    assert fragment in str(err.value)
+
+
+def test_grids_partition_the_datasets_and_warm_start_stays_in_the_main_grid(ci_params, write_params):
+    params = copy.deepcopy(ci_params)
+    params["infomtl_study"] = _study()
+    params["dataset"]["digits-domains"] = P.load(REPO / "params.yaml")["dataset"]["digits-domains"]
+    loaded = P.load(write_params(params))
+    main, study = P.grids(loaded)
+    assert (main.name, main.pretrain, study.name, study.pretrain) == ("main", True, "infomtl_study", False)
+    assert P.all_datasets(loaded) == ["digits-mtl", "qm9", "digits-domains"]
+    assert P.grid_of(loaded, "digits-domains") == study and P.grid_of(loaded, "qm9") == main
+    assert study.fractions == (50,) and study.data_fraction_methods == ("ls",)
+    with pytest.raises(P.ParamsError, match="'tweeteval' is in no grid"):
+        P.grid_of(loaded, "tweeteval")
+    loaded["infomtl_study"]["methods"].append("bayesagg")
+    loaded["method"]["bayesagg"] = {}
+    with pytest.raises(P.ParamsError, match="'bayesagg' starts from the pretrain-LS checkpoint"):
+        P.check_methods(loaded)
+
+
 def test_unknown_method_and_hyperparameter_are_rejected(ci_params):
     params = copy.deepcopy(ci_params)
     params["method"]["ls"] = {"temperature": 2}

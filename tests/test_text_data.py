@@ -29,6 +29,7 @@ def text_params(**blocks) -> dict:
     params["seeds"] = [0]
     params["dataset"].update(copy.deepcopy(blocks))
     params["datasets"] = list(blocks)
+    params["infomtl_study"]["datasets"] = []  # the blocks run in the main grid here
     return P.validate(params)  # the schema accepts the blocks
 
 
@@ -380,6 +381,46 @@ def test_embed_then_encode_equals_a_plain_forward(minilm):
         assert torch.allclose(model.encode(alone)[0], model.encode(inputs)[1], atol=1e-5)
         h, outputs = model(inputs)
         assert h.shape == (4, 384) and [o.shape for o in outputs] == [(4, 1), (4, 3)]
+
+
+def test_frozen_prefix_cache_matches_the_uncached_forward(minilm):
+    from mtlrepro.models.text import TextBatch, TextMTL
+
+    tasks, model, split = minilm  # trainable_layers=2: the embeddings and layers 0-3 are the prefix
+    inputs, _ = split.batch(torch.tensor([2, 0, 3]))
+    plain = TextBatch(inputs.input_ids, inputs.attention_mask)  # no rows, no cache: the full forward
+    assert inputs.cache is split.cache
+    with torch.no_grad():
+        assert torch.allclose(model.encode(inputs), model.encode(plain), atol=1e-5)
+        filled = split.cache.hidden
+        assert filled.shape == (4, split.input_ids.shape[1], 384)
+        assert (filled[split.attention_mask == 0] == 0).all()
+        model.encode(split.batch(torch.tensor([1]))[0])
+        assert split.cache.hidden is filled  # computed once, not per batch
+        model.train()
+        try:  # the prefix stays in eval mode, so it is a fixed function of the tokens
+            assert not model.backbone.embeddings.training and not model.layers()[3].training
+            assert model.layers()[4].training
+            torch.manual_seed(3)
+            cached = model.encode(inputs)
+            torch.manual_seed(3)
+            assert torch.allclose(cached, model.encode(plain), atol=1e-5)
+            torch.manual_seed(4)
+            assert not torch.allclose(cached, model.encode(inputs))  # dropout still acts above
+        finally:
+            model.eval()
+        # another freezing is another prefix: the cache notices (frozen-weights fingerprint)
+        other = TextMTL(tasks, trainable_layers=1).eval()
+        assert torch.allclose(other.encode(inputs), other.encode(plain), atol=1e-5)
+        assert split.cache.hidden is not filled
+    # gradients reach the trained layers through the cached path
+    model.train()
+    try:
+        model.encode(inputs).sum().backward()
+    finally:
+        model.eval()
+    assert model.layers()[5].output.dense.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
 
 
 def test_trainable_layers_freeze_what_they_should(minilm):

@@ -17,10 +17,10 @@ Conventions (all tables, figures and the metrics summary follow them):
 * **std over seeds** is the population standard deviation, numpy's default ``ddof=0``
   (`STD_DDOF`), everywhere: in the reference, the tables, the figures and the summary.
 * **Data-fraction Delta_m**: at fraction f, a method is compared with the STL reference at the
-  same fraction f when STL itself is in ``ablations.data_fraction.methods`` (STL ran at f: the
+  same fraction f when STL itself is one of the grid's data-fraction methods (STL ran at f: the
   reference ``<reference_dir>/<dataset>_pct<f>.json``), and otherwise with the 100 % reference
   ``<reference_dir>/<dataset>.json``.  At f = 100 both rules give ``<dataset>.json``.
-* **Data-fraction columns** are ``ablations.data_fraction.fractions`` plus 100 (the main run,
+* **Data-fraction columns** are the grid's data fractions plus 100 (the main run,
   read from the same ``pct100`` evaluation files as the main table).
 * **Mean primary score**: the plain average over tasks of each task's primary metric, per seed,
   then mean +- std over seeds.  It is only comparable across methods of the same dataset; in the
@@ -51,10 +51,35 @@ Conventions (all tables, figures and the metrics summary follow them):
   weights that are a flat [K] vector are drawn as lines over the logged epochs (other shapes are
   skipped).
 
-Outputs (``aggregate``): per dataset ``<dataset>_{main,data_fraction,robustness,calibration}``
-tables (.md/.tex/.csv) and ``<dataset>_{delta_m,data_fraction,robustness}.png``; with logs
-``<dataset>_training.png``, ``<dataset>_<method>_weights.png``, ``<dataset>_task_weights.png``;
-``published_comparison.{md,csv}``; the metrics summary.
+* **Grids** (`mtlrepro.params.grids`): every dataset belongs to one grid, which gives its
+  methods (and their order), its data fractions and its ablation methods; seeds, the subset seed
+  and the perturbations are shared.  The "main" grid is BayesAgg-MTL's study; the
+  "infomtl_study" grid is InfoMTL's (Hu et al. 2025), whose datasets get its measures as well.
+* **Representation quality** (InfoMTL's Table 5), for every dataset: per seed, the evaluation's
+  ``representation`` entry at 100 %: the uniformity of the shared representation (lower is
+  better) and the ARI of each classification task's outputs, in % (higher is better); then
+  mean +- std over seeds.
+
+InfoMTL's measures, for the datasets of the "infomtl_study" grid only:
+
+* **Avg.**: the mean primary score over tasks above, always a column of their main table.
+* **Delta_p** (InfoMTL's average relative improvement over EW = ``ls``)::
+
+      Delta_p% = 100 / T * sum_t (-1)^{p_t} (M_t - M_t^EW) / M_t^EW
+
+  with p_t = 1 when *lower* is better, so a *higher* Delta_p is better: it is -Delta_m with EW's
+  seed mean as the reference.  Per seed against EW's seed mean *at the same fraction*, then
+  mean +- std over seeds; EW's row is exactly 0 (its per-seed values only spread around it).
+* **Robust score relative to EW**: per seed, 100 (R - R^EW) / R^EW where R is the robust score
+  (mean primary score over tasks on the perturbed test data) and R^EW EW's seed mean at the same
+  kind and strength: InfoMTL's "increase in robust scores over EW" (positive: a higher score
+  than EW's).  Only where EW is one of the grid's robustness methods.
+
+Outputs (``aggregate``): per dataset ``<dataset>_{main,data_fraction,robustness,calibration,
+representation}`` tables (.md/.tex/.csv) and ``<dataset>_{delta_m,data_fraction,robustness}.png``
+(InfoMTL's datasets: the same files, with the columns, tables and panels of its measures added);
+with logs ``<dataset>_training.png``, ``<dataset>_<method>_weights.png``,
+``<dataset>_task_weights.png``; ``published_comparison.{md,csv}``; the metrics summary.
 
 All outputs of `aggregate` are first rendered into hidden staging folders inside the
 destination folders and only moved into place (each with its provenance sidecar, the summary
@@ -76,12 +101,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import params as P
 from . import published
 from .io import MTLReproError, read_json, sha256_file, write_json, write_sidecar, write_text
 from .metrics import ECE_BINS, average_ranks
 
 __all__ = [
-    "STL_METHOD", "STD_DDOF", "REFERENCE_FRACTION", "CLASSIFICATION_KINDS", "PUBLISHED_COMPARISON",
+    "STL_METHOD", "EW_METHOD", "STD_DDOF", "REFERENCE_FRACTION", "CLASSIFICATION_KINDS",
+    "PUBLISHED_COMPARISON",
     "delta_m", "mean_std", "competition_ranks",
     "eval_path", "robustness_path", "reference_path", "reference_fractions", "reference_outputs",
     "log_path", "load_eval", "load_reference", "load_robustness", "load_log",
@@ -89,6 +116,8 @@ __all__ = [
 ]
 
 STL_METHOD = "stl"
+EW_METHOD = "ls"  # InfoMTL's EW (equal weighting): the Delta_p baseline
+INFOMTL_GRID = "infomtl_study"  # the grid whose datasets get InfoMTL's measures
 STD_DDOF = 0
 CLASSIFICATION_KINDS = frozenset({"binary", "multiclass"})  # evaluation task kinds with ECE and Brier
 REFERENCE_FRACTION = 100
@@ -189,6 +218,28 @@ def _ablation(params: Mapping, name: str) -> dict:
     return dict(ablations.get(name) or {})
 
 
+def _with_defaults(params: Mapping) -> dict:
+    """params with the keys `P.grids` reads set to empty where absent: aggregate has always
+    accepted partial params (no ablations, say), which `P.grids` alone would not."""
+    filled = {"data_fraction": {"fractions": [], "methods": [], **_ablation(params, "data_fraction")},
+              "robustness": {"methods": [], **_ablation(params, "robustness")}}
+    return {"datasets": [], "methods": [], **params, "ablations": filled}
+
+
+def _datasets(params: Mapping) -> list[str]:
+    """Every grid's datasets, the main grid's first."""
+    return P.all_datasets(_with_defaults(params))
+
+
+def _grid(params: Mapping, dataset: str) -> P.Grid:
+    return P.grid_of(_with_defaults(params), dataset)
+
+
+def _reports_delta_p(grid: P.Grid) -> bool:
+    """Whether the grid's tables add InfoMTL's Avg. and Delta_p over EW."""
+    return grid.name == INFOMTL_GRID
+
+
 def _seeds(params: Mapping, group: Mapping | None = None) -> list[int]:
     seeds = (group or {}).get("seeds", params.get("seeds"))
     if not seeds:
@@ -196,51 +247,57 @@ def _seeds(params: Mapping, group: Mapping | None = None) -> list[int]:
     return [int(s) for s in seeds]
 
 
-def _df_fractions(params: Mapping) -> list[int]:
-    df = _ablation(params, "data_fraction")
-    if not df.get("methods"):
+def _df_fractions(grid: P.Grid) -> list[int]:
+    if not grid.data_fraction_methods:
         return []
-    fractions = [_fraction_int(f, "ablations.data_fraction.fractions") for f in df.get("fractions") or []]
+    fractions = [_fraction_int(f, f"{grid.name} grid: data_fraction.fractions") for f in grid.fractions]
     return sorted({*fractions, REFERENCE_FRACTION})  # 100 % is the main run: always a column
 
 
-def reference_fractions(params: Mapping) -> list[int]:
-    """Fractions with a stored STL reference: 100 always, plus every data-fraction fraction
-    when STL is one of the data-fraction methods (it then ran at that fraction)."""
+def _has_robustness(params: Mapping, grid: P.Grid) -> bool:
+    return bool(grid.robustness_methods) and bool(_ablation(params, "robustness").get("kinds"))
+
+
+def reference_fractions(params: Mapping, dataset: str) -> list[int]:
+    """Fractions with a stored STL reference of `dataset`: 100 always, plus every data fraction
+    of its grid when STL is one of the grid's data-fraction methods (it then ran at that fraction)."""
+    grid = _grid(params, dataset)
     fractions = [REFERENCE_FRACTION]
-    if STL_METHOD in (_ablation(params, "data_fraction").get("methods") or []):
-        fractions += [f for f in _df_fractions(params) if f != REFERENCE_FRACTION]
+    if STL_METHOD in grid.data_fraction_methods:
+        fractions += [f for f in _df_fractions(grid) if f != REFERENCE_FRACTION]
     return fractions
 
 
-def _df_reference_fraction(params: Mapping, fraction: int) -> int:
-    return fraction if fraction in reference_fractions(params) else REFERENCE_FRACTION
+def _df_reference_fraction(params: Mapping, dataset: str, fraction: int) -> int:
+    return fraction if fraction in reference_fractions(params, dataset) else REFERENCE_FRACTION
 
 
 def reference_outputs(params: Mapping, reference_dir: str | os.PathLike,
                       datasets: Sequence[str] | None = None) -> list[Path]:
     """The files `stl_reference` writes (sidecars not included), for the workflow's outputs."""
-    datasets = list(datasets) if datasets is not None else list(params["datasets"])
-    return [reference_path(reference_dir, ds, f) for ds in datasets for f in reference_fractions(params)]
+    datasets = list(datasets) if datasets is not None else _datasets(params)
+    return [reference_path(reference_dir, ds, f) for ds in datasets for f in reference_fractions(params, ds)]
 
 
 def aggregate_outputs(params: Mapping, tables_dir: str | os.PathLike, figures_dir: str | os.PathLike,
                       summary_path: str | os.PathLike, *,
                       task_kinds: Mapping[str, Sequence[str | None]] | None = None) -> list[Path]:
     """The files `aggregate` writes (sidecars not included), for the workflow's outputs: those
-    params alone determines, plus ``<dataset>_calibration.*`` for the datasets whose task kinds
-    (`task_kinds`: dataset -> its tasks' kinds, when given) include a classification kind.  The
+    params alone determines (for the datasets of every grid), plus ``<dataset>_calibration.*``
+    for the datasets whose task kinds (`task_kinds`: dataset -> its tasks' kinds, when given)
+    include a classification kind.  The
     figures drawn from the training logs (``--logs-dir``: ``<dataset>_training.png``,
     ``<dataset>_<method>_weights.png``, ``<dataset>_task_weights.png``) depend on the logs'
     contents and are not listed."""
     out: list[Path] = []
-    has_df = bool(_df_fractions(params))
-    rob = _ablation(params, "robustness")
-    has_rob = bool(rob.get("methods")) and bool(rob.get("kinds"))
-    for ds in params["datasets"]:
+    datasets = _datasets(params)
+    for ds in datasets:
+        grid = _grid(params, ds)
+        has_df, has_rob = bool(_df_fractions(grid)), _has_robustness(params, grid)
         stems = ["main"] + (["data_fraction"] if has_df else []) + (["robustness"] if has_rob else [])
         if task_kinds is not None and any(k in CLASSIFICATION_KINDS for k in task_kinds.get(ds, ())):
             stems.append("calibration")
+        stems.append("representation")  # every evaluation records it
         for stem in stems:
             out += [Path(tables_dir) / f"{ds}_{stem}.{ext}" for ext in ("md", "tex", "csv")]
         out.append(Path(figures_dir) / f"{ds}_delta_m.png")
@@ -248,7 +305,7 @@ def aggregate_outputs(params: Mapping, tables_dir: str | os.PathLike, figures_di
             out.append(Path(figures_dir) / f"{ds}_data_fraction.png")
         if has_rob:
             out.append(Path(figures_dir) / f"{ds}_robustness.png")
-    if any(published.counterpart(ds) is not None for ds in params["datasets"]):
+    if any(published.counterpart(ds) is not None for ds in datasets):
         out += [Path(tables_dir) / f"{PUBLISHED_COMPARISON}.{ext}" for ext in ("md", "csv")]
     out.append(Path(summary_path))
     return out
@@ -304,7 +361,8 @@ def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: st
     "tasks": {task: {"primary", "higher_is_better", "kind", "value"}}}`` where ``value`` is the
     task's primary metric.  The identifying fields given are checked against the file's.
     Each task also carries ``"metrics"``, the file's metrics as they are (only the primary one is
-    validated here; the calibration table checks the ones it uses)."""
+    validated here; the calibration table checks the ones it uses), and ``"representation"`` is
+    the file's entry as it is, None when absent (the representation table checks it)."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
@@ -330,7 +388,8 @@ def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: st
     return {"path": path, "dataset": data.get("dataset"), "method": data.get("method"),
             "seed": int(data["seed"]) if "seed" in data else None,
             "fraction": _fraction_int(data["fraction"], f"{path}: fraction") if "fraction" in data else None,
-            "task_order": order, "tasks": {t: tasks[t] for t in order}}
+            "task_order": order, "tasks": {t: tasks[t] for t in order},
+            "representation": data.get("representation")}
 
 
 def _reference_from_evals(evals: Sequence[dict], fraction: int) -> dict:
@@ -483,15 +542,15 @@ def _check_against_reference(path: Path, task_order: Sequence[str], tasks: Mappi
 
 def stl_reference(params: Mapping, eval_dir: str | os.PathLike, reference_dir: str | os.PathLike,
                   datasets: Sequence[str] | None = None) -> list[Path]:
-    """Writes, for each dataset (default: all of ``params["datasets"]``), the STL reference at
-    100 % (``<reference_dir>/<dataset>.json``) and, when STL is a data-fraction method, one per
-    other data fraction (``<dataset>_pct<f>.json``), from the STL evaluations of every seed in
+    """Writes, for each dataset (default: those of every grid), the STL reference at 100 %
+    (``<reference_dir>/<dataset>.json``) and, when STL is a data-fraction method of its grid, one
+    per other data fraction (``<dataset>_pct<f>.json``), from the STL evaluations of every seed in
     params.  Returns the paths written."""
-    datasets = list(datasets) if datasets is not None else list(params["datasets"])
+    datasets = list(datasets) if datasets is not None else _datasets(params)
     df = _ablation(params, "data_fraction")
     written = []
     for ds in datasets:
-        for fraction in reference_fractions(params):
+        for fraction in reference_fractions(params, ds):
             seeds = _seeds(params) if fraction == REFERENCE_FRACTION else _seeds(params, df)
             files = [eval_path(eval_dir, ds, STL_METHOD, fraction, s) for s in seeds]
             for f in files:
@@ -541,19 +600,25 @@ class _Table:
     cells: dict[tuple[str, str], _Stat] = field(default_factory=dict)
     row_header: str = "Method"
     meta: dict[str, Any] = field(default_factory=dict)  # extra facts for the CSV
+    # row -> its group: the best of a column is marked within each group (default: one group)
+    groups: dict[str, Any] = field(default_factory=dict)
 
     def best(self) -> set[tuple[str, str]]:
+        by_group: dict[Any, list[str]] = {}
+        for row in self.rows:
+            by_group.setdefault(self.groups.get(row), []).append(row)
         marked = set()
         for col in self.columns:
             if col.higher_is_better is None:
                 continue
-            entries = [(row, self.cells[(row, col.key)].mean) for row in self.rows
-                       if (row, col.key) in self.cells]
-            means = [m for _, m in entries]
-            if len(entries) < 2 or max(means) == min(means):
-                continue
-            target = max(means) if col.higher_is_better else min(means)
-            marked |= {(row, col.key) for row, m in entries if m == target}
+            for rows in by_group.values():
+                entries = [(row, self.cells[(row, col.key)].mean) for row in rows
+                           if (row, col.key) in self.cells]
+                means = [m for _, m in entries]
+                if len(entries) < 2 or max(means) == min(means):
+                    continue
+                target = max(means) if col.higher_is_better else min(means)
+                marked |= {(row, col.key) for row, m in entries if m == target}
         return marked
 
 
@@ -654,7 +719,8 @@ def _csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _params_slice(params: Mapping) -> dict:
-    return {k: params.get(k) for k in ("datasets", "methods", "seeds", "ablations") if k in params}
+    return {k: params.get(k) for k in ("datasets", "methods", "seeds", "ablations", "infomtl_study")
+            if k in params}
 
 
 def _ordered(methods: Sequence[str], order: Sequence[str]) -> list[str]:
@@ -715,15 +781,51 @@ def _seed_deltas(evals: Sequence[dict], reference: dict) -> list[float]:
     return out
 
 
-def _delta_stat(method: str, evals: Sequence[dict], reference: dict) -> _Stat:
-    stat = _Stat(_seed_deltas(evals, reference))
-    if method == STL_METHOD and reference.get("fraction") == evals[0]["fraction"]:
+def _delta_stat(method: str, evals: Sequence[dict], reference: dict, *, baseline: str = STL_METHOD,
+                sign: float = 1.0) -> _Stat:
+    """`sign` x Delta_m per seed against `reference`, the seed mean of `baseline`'s evaluations:
+    `baseline`'s own row at the reference's fraction is exactly 0 once shown to be (a stale
+    reference raises; only STL's can be stale, EW's baseline being its own evaluations' mean)."""
+    stat = _Stat([sign * d for d in _seed_deltas(evals, reference)])
+    if method == baseline and reference.get("fraction") == evals[0]["fraction"]:
         if abs(stat.mean) > _STALE_TOL:
             raise MTLReproError(
                 f"the STL evaluations ({', '.join(str(e['path']) for e in evals)}) give Delta_m "
                 f"{stat.mean:.3g} % against {reference['path']}, not 0: the reference is stale or was "
                 f"built from other seeds; rebuild it with the stl-reference stage")
         stat.mean = 0.0  # exactly 0 by construction; only round-off was removed
+    return stat
+
+
+def _ew_baseline(evals: Sequence[dict]) -> dict:
+    """EW's seed mean per task, shaped like a reference: the Delta_p baseline at its fraction."""
+    first = evals[0]
+    order = first["task_order"]
+    return {"path": f"EW ({EW_METHOD}) at {first['fraction']}%, mean over {_seeds_text(len(evals))}",
+            "fraction": first["fraction"], "task_order": list(order),
+            "tasks": {t: {"mean": mean_std([e["tasks"][t]["value"] for e in evals])[0],
+                          "higher_is_better": first["tasks"][t]["higher_is_better"]} for t in order}}
+
+
+def _ew_runs(runs: Mapping[str, Any], where: str) -> Any:
+    if EW_METHOD not in runs:
+        raise MTLReproError(f"params: {where} must contain {EW_METHOD!r}: Delta_p is measured against EW")
+    return runs[EW_METHOD]
+
+
+def _delta_p_stat(method: str, evals: Sequence[dict], ew: dict) -> _Stat:
+    """Delta_p% per seed against EW's seed mean `ew`: Delta_m's relative differences with the sign
+    flipped (p_t = 1 when lower is better), so higher is better; EW's own mean is exactly 0."""
+    return _delta_stat(method, evals, ew, baseline=EW_METHOD, sign=-1.0)
+
+
+def _relative_change_stat(method: str, values: Sequence[float], ew_mean: float, where: str) -> _Stat:
+    """100 (v - ew_mean) / ew_mean per seed; EW's own mean is exactly 0 (only round-off removed)."""
+    if ew_mean == 0.0:
+        raise MTLReproError(f"{where}: EW's score is zero; the relative change is undefined")
+    stat = _Stat([100.0 * (v - ew_mean) / ew_mean for v in values])
+    if method == EW_METHOD:
+        stat.mean = 0.0
     return stat
 
 
@@ -738,6 +840,10 @@ class _DatasetResult:
     output_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     main_evals: dict[str, list[dict]] = field(default_factory=dict)  # method -> pct100 evals by seed
     delta_stats: dict[str, "_Stat"] = field(default_factory=dict)     # method -> Delta_m over seeds
+
+    def add_table(self, stem: str, md: str, tex: str, csv_text: str) -> None:
+        for ext, text in (("md", md), ("tex", tex), ("csv", csv_text)):
+            self.tables[f"{self.dataset}_{stem}.{ext}"] = text
 
 
 class _Loader:
@@ -777,23 +883,33 @@ def _seeds_text(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
+def _avg_column(reference: dict, kinds: Mapping[str, str | None]) -> _Column:
+    """The Avg. column, named after the tasks' primary metric when they share one."""
+    order = reference["task_order"]
+    metrics = {reference["tasks"][t]["primary"] for t in order}
+    if len(metrics) > 1:
+        return _Column("mean_score", "Avg.", _common_direction(reference), _mean_score_style(reference))
+    metric = metrics.pop()
+    return _Column("mean_score", f"Avg. {_metric_label(metric)}", _common_direction(reference),
+                   _metric_style(metric, kinds[order[0]]))
+
+
 def _main_table(ds: str, params: Mapping, reference: dict, evals: dict[str, list[dict]],
-                result: _DatasetResult) -> tuple[_Table, dict[str, _Stat]]:
+                result: _DatasetResult, ew: dict | None = None) -> tuple[_Table, dict[str, _Stat]]:
+    """The main table; with `ew` (EW's seed means: an InfoMTL dataset) also Avg. and Delta_p."""
     order = reference["task_order"]
     methods = list(evals)
-    kinds = {t: evals[methods[0]][0]["tasks"][t].get("kind") or reference["tasks"][t].get("kind")
-             for t in order}
+    kinds = _task_kinds(reference, evals)
     columns = []
     for t in order:
         info = reference["tasks"][t]
         columns.append(_Column(f"task:{t}", f"{t} ({_metric_label(info['primary'])})",
                                info["higher_is_better"], _metric_style(info["primary"], kinds[t])))
-    show_avg = _average_meaningful(reference, kinds)
+    show_avg = ew is not None or _average_meaningful(reference, kinds)  # InfoMTL's "Avg.": always
     if show_avg:
-        metric = reference["tasks"][order[0]]["primary"]
-        columns.append(_Column("mean_score", f"Avg. {_metric_label(metric)}",
-                               reference["tasks"][order[0]]["higher_is_better"],
-                               _metric_style(metric, kinds[order[0]])))
+        columns.append(_avg_column(reference, kinds))
+    if ew is not None:
+        columns.append(_Column("delta_p", "Δp%", True, "fix2"))
     columns.append(_Column("delta_m", "Δm%", False, "fix2"))
     n_seeds = sorted({len(v) for v in evals.values()})
     table = _Table(
@@ -803,6 +919,9 @@ def _main_table(ds: str, params: Mapping, reference: dict, evals: dict[str, list
                  f"mean ± std (numpy ddof={STD_DDOF}) over "
                  f"{'/'.join(map(str, n_seeds))} seeds"
                  + ("; Avg. = mean over tasks" if show_avg else "")
+                 + (f"; Δp% = InfoMTL's average relative improvement over EW ({EW_METHOD}): per seed "
+                    f"against EW's seed mean, sign-adjusted so that higher is better, EW = 0"
+                    if ew is not None else "")
                  + f"; Δm% vs the STL reference {reference['path'].name} (mean over its "
                  f"{len(reference.get('seeds', []))} seeds; lower is better, STL = 0). Best per column in bold."),
         columns=columns, rows=methods)
@@ -818,6 +937,10 @@ def _main_table(ds: str, params: Mapping, reference: dict, evals: dict[str, list
         result.summary[m] = {"delta_m": delta_stats[m].mean, "delta_m_std": delta_stats[m].std,
                              "mean_score": score.mean, "mean_score_std": score.std,
                              "n_seeds": score.n}
+        if ew is not None:
+            delta_p = table.cells[(m, "delta_p")] = _delta_p_stat(m, evals[m], ew)
+            result.summary[m].update(avg=score.mean, avg_std=score.std, delta_p=delta_p.mean,
+                                     delta_p_std=delta_p.std)
     return table, delta_stats
 
 
@@ -894,8 +1017,73 @@ def _calibration_csv(ds: str, table: _Table) -> str:
     return _csv_text(["dataset", "method", "metric", "mean", "std", "n_seeds", "n_tasks", "best"], rows)
 
 
-def _data_fraction(ds: str, params: Mapping, methods: list[str], fractions: list[int],
-                   evals: dict[str, dict[int, list[dict]]], refs: dict[int, dict], main_ref: dict):
+def _representation(ev: dict) -> dict:
+    """The evaluation's representation quality entry, checked: ``{"uniformity": float,
+    "ari": {task: float}}`` (ARI for the classification tasks, in the evaluation's task order)."""
+    path = ev["path"]
+    if ev.get("representation") is None:
+        raise MTLReproError(f"{path}: missing key 'representation' (uniformity and ARI, needed by the "
+                            f"representation table; evaluations written by the evaluate stage record it)")
+    entry = _require(ev, "representation", path, dict)
+    uniformity = _number(_require(entry, "uniformity", f"{path} (representation)"),
+                         "representation.uniformity", path)
+    ari = _require(entry, "ari", f"{path} (representation)", dict)
+    unknown = [t for t in ari if t not in ev["tasks"]]
+    if unknown:
+        raise MTLReproError(f"{path}: representation.ari has task(s) {unknown} that are not in tasks")
+    return {"uniformity": uniformity,
+            "ari": {t: _number(ari[t], f"representation.ari.{t}", path) for t in ev["task_order"] if t in ari}}
+
+
+def _representation_table(ds: str, evals: Mapping[str, list[dict]]) -> _Table:
+    """InfoMTL's Table 5: uniformity of the shared representation and ARI (%) of each
+    classification task's outputs, mean +- std over seeds.  Every evaluation must give the ARI of
+    the same tasks as the first."""
+    entries = {m: [(ev["path"], _representation(ev)) for ev in runs] for m, runs in evals.items()}
+    first_path, first = next(iter(entries.values()))[0]
+    ari_tasks = list(first["ari"])
+    for path, entry in (e for runs in entries.values() for e in runs):
+        if list(entry["ari"]) != ari_tasks:
+            raise MTLReproError(f"{path}: representation.ari has the tasks {list(entry['ari'])} but "
+                                f"{first_path} has {ari_tasks}")
+    n_seeds = sorted({len(v) for v in evals.values()})
+    ari_text = ("; ARI (%, higher is better) = adjusted Rand index between a k-means clustering of "
+                "each classification task's outputs and its labels" if ari_tasks else
+                "; no classification task, so no ARI")
+    table = _Table(
+        title=f"{ds}: representation quality",
+        caption=(f"As InfoMTL's Table 5, on the test split at 100% of the training data: Uni. = "
+                 f"uniformity of the shared representation (log-mean of exp(-2 d^2) over pairs of "
+                 f"normalised representations; lower is better){ari_text}; mean ± std (numpy "
+                 f"ddof={STD_DDOF}) over {'/'.join(map(str, n_seeds))} seeds. Best per column in bold."),
+        columns=[_Column("uniformity", "Uni.", False, "fix3")]
+                + [_Column(f"ari:{t}", f"{t} ARI (%)", True, "fix2") for t in ari_tasks],
+        rows=list(evals))
+    for m, runs in entries.items():
+        table.cells[(m, "uniformity")] = _Stat([e["uniformity"] for _, e in runs])
+        for t in ari_tasks:
+            table.cells[(m, f"ari:{t}")] = _Stat([100.0 * e["ari"][t] for _, e in runs])
+    return table
+
+
+def _representation_csv(ds: str, table: _Table) -> str:
+    best = table.best()
+    rows = []
+    for m in table.rows:
+        for col in table.columns:
+            stat = table.cells[(m, col.key)]
+            metric, _, task = col.key.partition(":")
+            rows.append([ds, m, "ari_pct" if metric == "ari" else metric, task, stat.mean, stat.std, stat.n,
+                         (m, col.key) in best])
+    return _csv_text(["dataset", "method", "metric", "task", "mean", "std", "n_seeds", "best"], rows)
+
+
+def _data_fraction(ds: str, methods: list[str], fractions: list[int], evals: dict[str, dict[int, list[dict]]],
+                   refs: dict[int, dict], main_ref: dict, ews: dict[int, dict] | None = None):
+    """The data-fraction tables (methods x fractions): mean primary score and Delta_m, plus, with
+    `ews` (EW's seed means per fraction: an InfoMTL dataset), Delta_p against EW at the same
+    fraction, shown in InfoMTL's Table 6 layout in place of the score table.  Returns the
+    Markdown, TeX and CSV texts and {quantity: table}."""
     order = main_ref["task_order"]
     direction = _common_direction(main_ref)
     seeds_n = sorted({len(v) for per in evals.values() for v in per.values()})
@@ -920,29 +1108,75 @@ def _data_fraction(ds: str, params: Mapping, methods: list[str], fractions: list
         for f in fractions:
             score.cells[(m, f"pct{f}")] = _Stat([_mean_score(e, order) for e in evals[m][f]])
             delta.cells[(m, f"pct{f}")] = _delta_stat(m, evals[m][f], refs[f])
-    md = _render_md(score, "##") + "\n" + _render_md(delta, "##")
-    md = f"# {ds}: data-fraction ablation\n\n" + md
-    tex = _render_tex(score) + "\n" + _render_tex(delta)
+    quantities = {"mean_score": score, "delta_m": delta}
+    shown = [score, delta]
+    if ews is not None:
+        delta_p = _Table(
+            title=f"{ds}: data fraction — Δp% vs EW",
+            caption=(f"Δp% (higher is better) per seed against EW ({EW_METHOD})'s seed mean at the same "
+                     f"fraction, mean ± std (numpy ddof={STD_DDOF}) over {'/'.join(map(str, seeds_n))} "
+                     f"seeds. Best per column in bold."),
+            columns=[_Column(f"pct{f}", f"{f}%", True, "fix2", arrow=False) for f in fractions], rows=methods)
+        for m in methods:
+            for f in fractions:
+                delta_p.cells[(m, f"pct{f}")] = _delta_p_stat(m, evals[m][f], ews[f])
+        quantities["delta_p"] = delta_p
+        shown = [_table6(ds, fractions, methods, score, delta_p, seeds_n), delta]
+    md = f"# {ds}: data-fraction ablation\n\n" + "\n".join(_render_md(t, "##") for t in shown)
+    tex = "\n".join(_render_tex(t) for t in shown)
     rows = []
-    for quantity, table in (("mean_score", score), ("delta_m", delta)):
+    for quantity, table in quantities.items():
         best = table.best()
         for m in methods:
             for f in fractions:
                 stat = table.cells[(m, f"pct{f}")]
+                reference = {"delta_m": refs[f]["path"].name, "delta_p": f"{EW_METHOD} at {f}% (seed mean)"}
                 rows.append([ds, quantity, m, f, stat.mean, stat.std, stat.n, (m, f"pct{f}") in best,
-                             refs[f]["path"].name if quantity == "delta_m" else ""])
+                             reference.get(quantity, "")])
     csv_text = _csv_text(["dataset", "quantity", "method", "fraction", "mean", "std", "n_seeds", "best",
                           "reference"], rows)
-    return md, tex, csv_text, score, delta
+    return md, tex, csv_text, quantities
+
+
+def _table6(ds: str, fractions: list[int], methods: list[str], score: _Table, delta_p: _Table,
+            seeds_n: list[int]) -> _Table:
+    """InfoMTL's Table 6 layout of the same cells: a row per (fraction, method), columns Avg. and
+    Delta_p; the best is marked within each fraction (Delta_p is relative to EW at that fraction)."""
+    avg = score.columns[0]
+    table = _Table(
+        title=f"{ds}: data fraction — Avg. and Δp% vs EW (InfoMTL's Table 6)",
+        caption=(f"Per percentage of the training split used: Avg. = mean over tasks of the primary "
+                 f"metric; Δp% (higher is better) per seed against EW ({EW_METHOD})'s seed mean at the "
+                 f"same fraction (EW = 0); mean ± std (numpy ddof={STD_DDOF}) over "
+                 f"{'/'.join(map(str, seeds_n))} seeds. Best within each fraction in bold."),
+        columns=[_Column("avg", "Avg.", avg.higher_is_better, avg.style),
+                 _Column("delta_p", "Δp%", True, "fix2")],
+        rows=[], row_header="Data / Method")
+    for f in fractions:
+        for m in methods:
+            row = f"{f}% {m}"
+            table.rows.append(row)
+            table.groups[row] = f
+            table.cells[(row, "avg")] = score.cells[(m, f"pct{f}")]
+            table.cells[(row, "delta_p")] = delta_p.cells[(m, f"pct{f}")]
+    return table
+
+
+def _robust_score(rob: dict, kind: str, strength: float, order: Sequence[str]) -> float:
+    """The mean primary score over tasks on the perturbed test data (InfoMTL's robust score)."""
+    return float(np.mean([rob["curves"][kind][strength][t] for t in order]))
 
 
 def _robustness(ds: str, methods: list[str], kinds: list[str], strengths: list[float],
-                robs: dict[str, list[dict]], main_ref: dict):
+                robs: dict[str, list[dict]], main_ref: dict, vs_ew: bool = False):
+    """Per kind, the mean score and the relative drop vs strength 0 (methods x strengths), plus
+    with `vs_ew` (EW among `methods`: an InfoMTL dataset) the score relative to EW's.  Returns
+    the Markdown, TeX and CSV texts and {kind: {quantity: table}}."""
     order = main_ref["task_order"]
     hib = {t: main_ref["tasks"][t]["higher_is_better"] for t in order}
     direction = _common_direction(main_ref)
     seeds_n = sorted({len(v) for v in robs.values()})
-    tables: dict[str, tuple[_Table, _Table]] = {}
+    tables: dict[str, dict[str, _Table]] = {}
     for kind in kinds:
         score = _Table(
             title=f"{ds}: robustness to {kind} — mean primary score",
@@ -961,8 +1195,7 @@ def _robustness(ds: str, methods: list[str], kinds: list[str], strengths: list[f
             rows=methods, row_header="Method \\ strength")
         for m in methods:
             for s in strengths:
-                score.cells[(m, f"s{s!r}")] = _Stat(
-                    [float(np.mean([r["curves"][kind][s][t] for t in order])) for r in robs[m]])
+                score.cells[(m, f"s{s!r}")] = _Stat([_robust_score(r, kind, s, order) for r in robs[m]])
                 drops = []
                 for r in robs[m]:
                     try:
@@ -970,13 +1203,15 @@ def _robustness(ds: str, methods: list[str], kinds: list[str], strengths: list[f
                     except MTLReproError as err:
                         raise MTLReproError(f"{r['path']} ({kind}, strength {s:g} vs 0): {err}") from None
                 drop.cells[(m, f"s{s!r}")] = _Stat(drops)
-        tables[kind] = (score, drop)
+        tables[kind] = {"mean_score": score, "relative_drop_pct": drop}
+        if vs_ew:
+            tables[kind]["relative_to_ew_pct"] = _robustness_vs_ew(ds, kind, strengths, score, robs, seeds_n)
     md = f"# {ds}: robustness\n\n" + "\n".join(
-        _render_md(t, "##") + "\n" + _render_md(d, "##") for t, d in tables.values())
-    tex = "\n".join(_render_tex(t) + "\n" + _render_tex(d) for t, d in tables.values())
+        _render_md(t, "##") for per_kind in tables.values() for t in per_kind.values())
+    tex = "\n".join(_render_tex(t) for per_kind in tables.values() for t in per_kind.values())
     rows = []
-    for kind, pair in tables.items():
-        for quantity, table in zip(("mean_score", "relative_drop_pct"), pair):
+    for kind, per_kind in tables.items():
+        for quantity, table in per_kind.items():
             best = table.best()
             for m in methods:
                 for s in strengths:
@@ -986,6 +1221,29 @@ def _robustness(ds: str, methods: list[str], kinds: list[str], strengths: list[f
     csv_text = _csv_text(["dataset", "method", "kind", "strength", "quantity", "mean", "std", "n_seeds",
                           "best"], rows)
     return md, tex, csv_text, tables
+
+
+def _robustness_vs_ew(ds: str, kind: str, strengths: list[float], score: _Table,
+                      robs: dict[str, list[dict]], seeds_n: list[int]) -> _Table:
+    """The robust score relative to EW's at the same kind and strength (InfoMTL's "increase in
+    robust scores over EW"), per seed from the cells of `score`, then mean +- std."""
+    ew_paths = ", ".join(str(r["path"]) for r in robs[EW_METHOD])
+    direction = score.columns[0].higher_is_better
+    table = _Table(
+        title=f"{ds}: robustness to {kind} — robust score vs EW (%)",
+        caption=(f"Per seed, 100 (R - R_EW) / R_EW with R the mean primary score over tasks under {kind} "
+                 f"perturbations and R_EW EW ({EW_METHOD})'s seed mean at the same strength (positive: "
+                 f"a higher score than EW's; EW = 0), mean ± std (numpy ddof={STD_DDOF}) over "
+                 f"{'/'.join(map(str, seeds_n))} seeds. Best per column in bold."),
+        columns=[_Column(f"s{s!r}", f"{s:g}", direction, "fix2", arrow=False) for s in strengths],
+        rows=list(score.rows), row_header="Method \\ strength")
+    for s in strengths:
+        key = f"s{s!r}"
+        ew_mean = score.cells[(EW_METHOD, key)].mean
+        for m in score.rows:
+            table.cells[(m, key)] = _relative_change_stat(m, score.cells[(m, key)].values, ew_mean,
+                                                          f"{ew_paths} ({kind}, strength {s:g})")
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -1028,36 +1286,47 @@ def _plot_lines(ax, x: Sequence[float], table: _Table, keys: Sequence[str]) -> N
                     markersize=3, capsize=2, label=m)
 
 
-def _plot_data_fraction(ds: str, fractions: list[int], score: _Table, delta: _Table, path: Path) -> None:
-    fig, axes = _figure(1, 2, 10, 3.8)
+# what each quantity's panel shows on its y axis; every quantity but the score is drawn with its 0 line
+_AXIS_LABELS = {"mean_score": "mean primary score over tasks",
+                "delta_m": "Δm (%) vs STL  (lower is better)",
+                "delta_p": "Δp (%) vs EW  (higher is better)",
+                "relative_drop_pct": "relative drop (%) vs strength 0",
+                "relative_to_ew_pct": "robust score vs EW (%)"}
+
+
+def _plot_panel(ax, x: Sequence[float], table: _Table, keys: Sequence[str], quantity: str) -> None:
+    _plot_lines(ax, x, table, keys)
+    if quantity != "mean_score":
+        ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel(_AXIS_LABELS[quantity])
+
+
+def _plot_data_fraction(ds: str, fractions: list[int], quantities: Mapping[str, _Table], path: Path) -> None:
+    """One panel per quantity (mean score, Delta_m and, for InfoMTL's datasets, Delta_p)."""
+    fig, axes = _figure(1, len(quantities), 5 * len(quantities), 3.8)
     keys = [f"pct{f}" for f in fractions]
-    _plot_lines(axes[0][0], fractions, score, keys)
-    axes[0][0].set_ylabel("mean primary score over tasks")
-    _plot_lines(axes[0][1], fractions, delta, keys)
-    axes[0][1].axhline(0.0, color="black", linewidth=0.8)
-    axes[0][1].set_ylabel("Δm (%) vs STL  (lower is better)")
-    for ax in axes[0]:
+    for ax, (quantity, table) in zip(axes[0], quantities.items()):
+        _plot_panel(ax, fractions, table, keys, quantity)
         ax.set_xlabel("training data (%)")
         ax.set_xticks(fractions)
-    axes[0][1].legend(fontsize="small")
+    axes[0][-1].legend(fontsize="small")
     fig.suptitle(f"{ds}: data-fraction ablation (mean ± std over seeds)")
     _save(fig, path)
 
 
-def _plot_robustness(ds: str, strengths: list[float], tables: dict[str, tuple[_Table, _Table]],
+def _plot_robustness(ds: str, strengths: list[float], tables: Mapping[str, Mapping[str, _Table]],
                      path: Path) -> None:
+    """A column of panels per kind, a row per quantity (score, drop and, for InfoMTL's datasets,
+    the score relative to EW's)."""
     kinds = list(tables)
-    fig, axes = _figure(2, len(kinds), 4.5 * len(kinds) + 0.5, 6.5)
+    n_rows = len(tables[kinds[0]])
+    fig, axes = _figure(n_rows, len(kinds), 4.5 * len(kinds) + 0.5, 3.25 * n_rows)
     keys = [f"s{s!r}" for s in strengths]
     for j, kind in enumerate(kinds):
-        score, drop = tables[kind]
-        _plot_lines(axes[0][j], strengths, score, keys)
+        for i, (quantity, table) in enumerate(tables[kind].items()):
+            _plot_panel(axes[i][j], strengths, table, keys, quantity)
         axes[0][j].set_title(kind)
-        axes[0][j].set_ylabel("mean primary score over tasks")
-        _plot_lines(axes[1][j], strengths, drop, keys)
-        axes[1][j].axhline(0.0, color="black", linewidth=0.8)
-        axes[1][j].set_ylabel("relative drop (%) vs strength 0")
-        axes[1][j].set_xlabel("perturbation strength")
+        axes[-1][j].set_xlabel("perturbation strength")
     axes[0][-1].legend(fontsize="small")
     fig.suptitle(f"{ds}: robustness (mean ± std over seeds)")
     _save(fig, path)
@@ -1067,66 +1336,92 @@ def _plot_robustness(ds: str, strengths: list[float], tables: dict[str, tuple[_T
 # The aggregate stage
 # --------------------------------------------------------------------------------------------
 
+@dataclass
+class _Inputs:
+    """Where one dataset's computations read from: its grid, its 100 % STL reference, the folders."""
+    ds: str
+    params: Mapping
+    grid: P.Grid
+    loader: _Loader
+    eval_dir: Any
+    robustness_dir: Any
+    reference_dir: Any
+    main_ref: dict
+
+
 def _collect(ds: str, params: Mapping, eval_dir, robustness_dir, reference_dir) -> _DatasetResult:
     result = _DatasetResult(ds)
     loader = _Loader()
-    order = list(params["methods"])
-    seeds = _seeds(params)
-    main_ref = loader.reference(reference_dir, ds, REFERENCE_FRACTION)
+    grid = _grid(params, ds)
+    inputs = _Inputs(ds, params, grid, loader, eval_dir, robustness_dir, reference_dir,
+                     loader.reference(reference_dir, ds, REFERENCE_FRACTION))
+    _collect_main(inputs, result)
+    if _df_fractions(grid):
+        _collect_data_fraction(inputs, result)
+    if _has_robustness(params, grid):
+        _collect_robustness(inputs, result)
+    result.inputs = loader.inputs
+    return result
 
-    # main table
-    main_evals = {m: [loader.eval(eval_dir, ds, m, REFERENCE_FRACTION, s, main_ref) for s in seeds]
-                  for m in order}
-    table, delta_stats = _main_table(ds, params, main_ref, main_evals, result)
+
+def _collect_main(inp: _Inputs, result: _DatasetResult) -> None:
+    """The tables of the 100 % runs of every method of the grid: main, calibration, representation."""
+    ds = inp.ds
+    main_evals = {m: [inp.loader.eval(inp.eval_dir, ds, m, REFERENCE_FRACTION, s, inp.main_ref)
+                      for s in _seeds(inp.params)] for m in inp.grid.methods}
+    ew = (_ew_baseline(_ew_runs(main_evals, f"{inp.grid.name}.methods")) if _reports_delta_p(inp.grid)
+          else None)
+    table, delta_stats = _main_table(ds, inp.params, inp.main_ref, main_evals, result, ew)
     result.main_evals, result.delta_stats = main_evals, delta_stats
-    result.tables[f"{ds}_main.md"] = _render_md(table)
-    result.tables[f"{ds}_main.tex"] = _render_tex(table)
-    result.tables[f"{ds}_main.csv"] = _main_csv(ds, table)
+    result.add_table("main", _render_md(table), _render_tex(table), _main_csv(ds, table))
     result.figures[f"{ds}_delta_m.png"] = lambda p: _plot_delta_m(ds, delta_stats, p)
 
     # calibration of the classification tasks (BayesAgg-MTL's appendix C.1)
-    calibration = _calibration_table(ds, main_ref, main_evals)
+    calibration = _calibration_table(ds, inp.main_ref, main_evals)
     if calibration is not None:
-        result.tables[f"{ds}_calibration.md"] = _render_md(calibration)
-        result.tables[f"{ds}_calibration.tex"] = _render_tex(calibration)
-        result.tables[f"{ds}_calibration.csv"] = _calibration_csv(ds, calibration)
+        result.add_table("calibration", _render_md(calibration), _render_tex(calibration),
+                         _calibration_csv(ds, calibration))
 
-    # data fraction
-    df = _ablation(params, "data_fraction")
-    fractions = _df_fractions(params)
-    if fractions:
-        methods = _ordered(df["methods"], order)
-        df_seeds = _seeds(params, df)
-        refs = {}
-        for f in fractions:
-            rf = _df_reference_fraction(params, f)
-            refs[f] = main_ref if rf == REFERENCE_FRACTION else loader.reference(reference_dir, ds, rf)
-            _check_against_reference(refs[f]["path"], refs[f]["task_order"], refs[f]["tasks"], main_ref)
-        evals = {m: {f: [loader.eval(eval_dir, ds, m, f, s, main_ref) for s in df_seeds] for f in fractions}
-                 for m in methods}
-        md, tex, csv_text, score, delta = _data_fraction(ds, params, methods, fractions, evals, refs, main_ref)
-        result.tables[f"{ds}_data_fraction.md"] = md
-        result.tables[f"{ds}_data_fraction.tex"] = tex
-        result.tables[f"{ds}_data_fraction.csv"] = csv_text
-        result.figures[f"{ds}_data_fraction.png"] = (
-            lambda p: _plot_data_fraction(ds, fractions, score, delta, p))
+    # representation quality (InfoMTL's Table 5): every evaluation records it
+    representation = _representation_table(ds, main_evals)
+    result.add_table("representation", _render_md(representation), _render_tex(representation),
+                     _representation_csv(ds, representation))
 
-    # robustness
-    rob = _ablation(params, "robustness")
-    if rob.get("methods") and rob.get("kinds"):
-        methods = _ordered(rob["methods"], order)
-        kinds = list(rob["kinds"])
-        strengths = sorted({0.0, *(float(s) for s in rob.get("strengths") or [])})
-        rob_seeds = _seeds(params, rob)
-        robs = {m: [loader.robustness(robustness_dir, ds, m, s, kinds, strengths, main_ref)
-                    for s in rob_seeds] for m in methods}
-        md, tex, csv_text, tables = _robustness(ds, methods, kinds, strengths, robs, main_ref)
-        result.tables[f"{ds}_robustness.md"] = md
-        result.tables[f"{ds}_robustness.tex"] = tex
-        result.tables[f"{ds}_robustness.csv"] = csv_text
-        result.figures[f"{ds}_robustness.png"] = lambda p: _plot_robustness(ds, strengths, tables, p)
-    result.inputs = loader.inputs
-    return result
+
+def _collect_data_fraction(inp: _Inputs, result: _DatasetResult) -> None:
+    ds, grid, loader = inp.ds, inp.grid, inp.loader
+    fractions = _df_fractions(grid)
+    methods = _ordered(grid.data_fraction_methods, grid.methods)
+    df_seeds = _seeds(inp.params, _ablation(inp.params, "data_fraction"))
+    refs = {}
+    for f in fractions:
+        rf = _df_reference_fraction(inp.params, ds, f)
+        refs[f] = inp.main_ref if rf == REFERENCE_FRACTION else loader.reference(inp.reference_dir, ds, rf)
+        _check_against_reference(refs[f]["path"], refs[f]["task_order"], refs[f]["tasks"], inp.main_ref)
+    evals = {m: {f: [loader.eval(inp.eval_dir, ds, m, f, s, inp.main_ref) for s in df_seeds] for f in fractions}
+             for m in methods}
+    ews = None
+    if _reports_delta_p(grid):  # Delta_p at each fraction is against EW at that fraction
+        ew_evals = _ew_runs(evals, f"{grid.name}.ablations.data_fraction.methods")
+        ews = {f: _ew_baseline(ew_evals[f]) for f in fractions}
+    md, tex, csv_text, quantities = _data_fraction(ds, methods, fractions, evals, refs, inp.main_ref, ews)
+    result.add_table("data_fraction", md, tex, csv_text)
+    result.figures[f"{ds}_data_fraction.png"] = lambda p: _plot_data_fraction(ds, fractions, quantities, p)
+
+
+def _collect_robustness(inp: _Inputs, result: _DatasetResult) -> None:
+    ds = inp.ds
+    rob = _ablation(inp.params, "robustness")
+    methods = _ordered(inp.grid.robustness_methods, inp.grid.methods)
+    kinds = list(rob["kinds"])
+    strengths = sorted({0.0, *(float(s) for s in rob.get("strengths") or [])})
+    robs = {m: [inp.loader.robustness(inp.robustness_dir, ds, m, s, kinds, strengths, inp.main_ref)
+                for s in _seeds(inp.params, rob)] for m in methods}
+    # the scores relative to EW's need EW's robustness runs, which validation does not require
+    vs_ew = _reports_delta_p(inp.grid) and EW_METHOD in methods
+    md, tex, csv_text, tables = _robustness(ds, methods, kinds, strengths, robs, inp.main_ref, vs_ew)
+    result.add_table("robustness", md, tex, csv_text)
+    result.figures[f"{ds}_robustness.png"] = lambda p: _plot_robustness(ds, strengths, tables, p)
 
 
 def _round(value: float, digits: int = 6) -> float:
@@ -1219,7 +1514,7 @@ def _load_logs(params: Mapping, logs_dir: Path, ds: str) -> tuple[dict[str, list
     """method -> its logs in params' seed order, and the sha256 of every log read."""
     logs: dict[str, list[dict]] = {}
     inputs: dict[str, str] = {}
-    for method in params["methods"]:
+    for method in _grid(params, ds).methods:
         for seed in _seeds(params):
             path = log_path(logs_dir, ds, method, seed)
             logs.setdefault(method, []).append(load_log(path, dataset=ds, method=method, seed=seed))
@@ -1302,7 +1597,7 @@ def _weight_figures(ds: str, params: Mapping, logs: Mapping[str, list[dict]]
     out = []
     series: dict[str, tuple[list[int], np.ndarray, list[str]]] = {}
     series_inputs: dict[str, str] = {}
-    for method in params["methods"]:
+    for method in _grid(params, ds).methods:
         log = logs[method][0]
         inputs = {str(log["path"]): sha256_file(log["path"])}
         panels = _per_dimension_panels(log)
@@ -1456,7 +1751,7 @@ def _comparison(params: Mapping, result: _DatasetResult) -> _Comparison | None:
         return None
     table = published.table(cp.table)
     ours = _our_comparable(cp, result)
-    order = list(params["methods"])
+    order = list(_grid(params, result.dataset).methods)
     rows = order + [m for m in table.entries if m not in order]
     pub = {m: table.entries[m] for m in rows if m in table.entries}
     common = [m for m in rows if m in pub and m in ours]
@@ -1567,11 +1862,14 @@ def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str 
     `logs_dir` is given, the training logs ``<logs_dir>/<dataset>/<method>/pct100/seed<s>.json``
     of every method and seed) and writes, each with a provenance sidecar:
 
-    * per dataset, ``<tables_dir>/<dataset>_{main,data_fraction,robustness}.{md,tex,csv}`` and
-      ``<figures_dir>/<dataset>_{delta_m,data_fraction,robustness}.png`` (the ablation ones when
-      params has the ablation);
+    * per dataset of every grid, ``<tables_dir>/<dataset>_{main,data_fraction,robustness}.{md,tex,csv}``
+      and ``<figures_dir>/<dataset>_{delta_m,data_fraction,robustness}.png`` (the ablation ones
+      when its grid has the ablation; for the "infomtl_study" grid's datasets with InfoMTL's
+      Avg., Delta_p over EW and robust scores relative to EW added);
     * ``<tables_dir>/<dataset>_calibration.{md,tex,csv}`` for each dataset with classification
       tasks: mean ECE and mean Brier score over those tasks (BayesAgg-MTL's appendix C.1);
+    * ``<tables_dir>/<dataset>_representation.{md,tex,csv}`` for every dataset: uniformity and
+      ARI from the evaluations' ``representation`` entries (InfoMTL's Table 5);
     * ``<tables_dir>/published_comparison.{md,csv}`` when a dataset has a published counterpart
       (`published.COUNTERPARTS`: qm9 -> QM9, digits-mtl -> CIFAR-MTL): the papers' numbers beside
       ours, with each column's ranks;
@@ -1584,11 +1882,13 @@ def aggregate(params: Mapping, eval_dir: str | os.PathLike, robustness_dir: str 
 
     Nothing is written unless everything succeeds.  Returns the summary."""
     tables_dir, figures_dir, summary_path = Path(tables_dir), Path(figures_dir), Path(summary_path)
-    datasets = list(params.get("datasets") or [])
+    datasets = _datasets(params)
     if not datasets:
         raise MTLReproError("params: datasets is missing or empty")
-    if not params.get("methods"):
-        raise MTLReproError("params: methods is missing or empty")
+    for grid in P.grids(_with_defaults(params)):
+        if grid.datasets and not grid.methods:
+            where = "methods" if grid.name == "main" else f"{grid.name}.methods"
+            raise MTLReproError(f"params: {where} is missing or empty")
     results = [_collect(ds, params, eval_dir, robustness_dir, reference_dir) for ds in datasets]
     if logs_dir is not None:
         for r in results:

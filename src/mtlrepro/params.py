@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,77 @@ def validate(params: dict, source: str = "params") -> dict:
     return params
 
 
+@dataclass(frozen=True)
+class Grid:
+    """One grid of training runs: datasets x methods x seeds at 100%, plus its ablations.
+
+    "main" is BayesAgg-MTL's study (top-level `datasets`, `methods`, `ablations.*.methods`; tables
+    report Delta_m over STL; warm-start methods get the pretrain-LS stage). "infomtl_study" is
+    InfoMTL's (the `infomtl_study` block; tables also report Avg and Delta_p over EW = ls; no
+    warm-start methods, so no pretrain stage). Each grid has its own data fractions; seeds, the
+    subset seed and the perturbations are shared."""
+    name: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    fractions: tuple[int, ...]
+    data_fraction_methods: tuple[str, ...]
+    robustness_methods: tuple[str, ...]
+
+    @property
+    def pretrain(self) -> bool:
+        return self.name == "main"
+
+
+def grids(params: dict) -> list[Grid]:
+    ablations = params["ablations"]
+    out = [Grid("main", tuple(params["datasets"]), tuple(params["methods"]),
+                tuple(ablations["data_fraction"]["fractions"]), tuple(ablations["data_fraction"]["methods"]),
+                tuple(ablations["robustness"]["methods"]))]
+    study = params.get("infomtl_study")
+    if study:
+        out.append(Grid("infomtl_study", tuple(study["datasets"]), tuple(study["methods"]),
+                        tuple(study["ablations"]["data_fraction"]["fractions"]),
+                        tuple(study["ablations"]["data_fraction"]["methods"]),
+                        tuple(study["ablations"]["robustness"]["methods"])))
+    return out
+
+
+def all_datasets(params: dict) -> list[str]:
+    return [d for g in grids(params) for d in g.datasets]
+
+
+def grid_of(params: dict, dataset: str) -> Grid:
+    for grid in grids(params):
+        if dataset in grid.datasets:
+            return grid
+    raise ParamsError(f"dataset {dataset!r} is in no grid: add it to `datasets` or `infomtl_study.datasets`")
+
+
 def _cross_check(params: dict, source: str) -> None:
     problems = []
-    for name in params["datasets"]:
+    main = set(params["datasets"])
+    study = params.get("infomtl_study") or {"datasets": [], "methods": []}
+    for name in sorted(main & set(study["datasets"])):
+        problems.append(f"infomtl_study.datasets: {name!r} is also in datasets; a dataset belongs to one grid")
+    if study["datasets"]:
+        for needed, why in (("stl", "the Delta_m reference"), ("ls", "EW, the Delta_p baseline")):
+            if needed not in study["methods"]:
+                problems.append(f"infomtl_study.methods must contain {needed!r} ({why})")
+        df = study["ablations"]["data_fraction"]["methods"]
+        if df and "ls" not in df:
+            problems.append("infomtl_study.ablations.data_fraction.methods must contain 'ls': Delta_p at "
+                            "each fraction is measured against EW at that fraction")
+        for method in study["methods"]:
+            if method not in params["method"]:
+                problems.append(f"infomtl_study.methods lists {method!r} but method.{method} is missing")
+        for group in ("data_fraction", "robustness"):
+            for method in study["ablations"][group]["methods"]:
+                if method not in study["methods"]:
+                    problems.append(f"infomtl_study.ablations.{group}.methods lists {method!r}, "
+                                    f"which is not in infomtl_study.methods")
+        if "stl" in df:
+            problems.append("infomtl_study.ablations.data_fraction.methods: 'stl' cannot be listed")
+    for name in [*params["datasets"], *study["datasets"]]:
         if name not in params["dataset"]:
             problems.append(f"datasets lists {name!r} but dataset.{name} is missing")
         else:
@@ -77,9 +146,15 @@ def check_methods(params: dict, source: str = "params") -> None:
     from . import data
     from . import methods as registry
 
-    for name in params["datasets"]:
+    for name in all_datasets(params):
         if name not in data.names():
             raise ParamsError(f"{source}: datasets: no loader for {name!r}; known: {', '.join(data.names())}")
+
+    for grid in grids(params):
+        for name in grid.methods if not grid.pretrain else ():
+            if name in registry.REGISTRY and registry.REGISTRY[name].warm_start:
+                raise ParamsError(f"{source}: {grid.name}.methods: {name!r} starts from the pretrain-LS "
+                                  f"checkpoint, which only the main grid builds; list it in `methods`")
 
     for name, hparams in params["method"].items():
         if name not in registry.REGISTRY:

@@ -18,8 +18,7 @@ from .training import (TrainConfig, build_method, derived_seed, fit, method_gene
 
 
 def _config(params: dict, dataset: str) -> dict:
-    if dataset not in params["datasets"]:
-        raise MTLReproError(f"dataset {dataset!r} is not in params datasets {params['datasets']}")
+    P.grid_of(params, dataset)  # a dataset of no grid is a typo: say so rather than train it
     return params["dataset"][dataset]
 
 
@@ -127,8 +126,10 @@ def _pretrain_state(model, method, tasks, train, val, cfg, n_epochs, device, ind
 def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
           fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None = None) -> None:
     spec, config = datasets.get(dataset), _config(params, dataset)
-    if method_name not in params["methods"]:
-        raise MTLReproError(f"method {method_name!r} is not in params methods {params['methods']}")
+    grid = P.grid_of(params, dataset)
+    if method_name not in grid.methods:
+        raise MTLReproError(f"method {method_name!r} is not in the methods of {dataset}'s grid "
+                            f"({grid.name}): {list(grid.methods)}")
     device = resolve_device(device_name or params["device"])
     tasks = spec.tasks(config)
     train_split, val = _load_splits(spec, config, processed_dir, ["train", "val"])

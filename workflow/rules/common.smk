@@ -7,11 +7,24 @@ if workflow.overwrite_configfiles:
     config.update(yaml.safe_load(open(PARAMS_FILE)))
 validate(config, "../schemas/params.schema.json")
 
-DATASETS = config["datasets"]
-METHODS = config["methods"]
 SEEDS = config["seeds"]
 FRACTION = config["ablations"]["data_fraction"]
 ROBUST = config["ablations"]["robustness"]
+# Two grids (mtlrepro.params.Grid): the main one (`datasets` x `methods`, with the pretrain-LS stage)
+# and InfoMTL's study (`infomtl_study`, no warm start). A dataset belongs to one grid.
+MAIN = {"datasets": config["datasets"], "methods": config["methods"], "fractions": FRACTION["fractions"],
+        "data_fraction": FRACTION["methods"], "robustness": ROBUST["methods"], "pretrain": True}
+STUDY = config["infomtl_study"]
+INFOMTL = {"datasets": STUDY["datasets"], "methods": STUDY["methods"],
+           "fractions": STUDY["ablations"]["data_fraction"]["fractions"],
+           "data_fraction": STUDY["ablations"]["data_fraction"]["methods"],
+           "robustness": STUDY["ablations"]["robustness"]["methods"], "pretrain": False}
+GRIDS = [MAIN, INFOMTL]
+DATASETS = [d for g in GRIDS for d in g["datasets"]]
+
+
+def grid(dataset):
+    return next(g for g in GRIDS if dataset in g["datasets"])
 
 
 wildcard_constraints:
@@ -30,9 +43,26 @@ def dataset_params(wildcards, *keys):
 def train_runs(dataset):
     """(method, fraction, seed) of every training run of a dataset: the main grid at 100% and
     the data-fraction ablation."""
-    runs = [(m, 100, s) for m in METHODS for s in SEEDS]
-    runs += [(m, f, s) for m in FRACTION["methods"] for f in FRACTION["fractions"] for s in SEEDS]
+    g = grid(dataset)
+    runs = [(m, 100, s) for m in g["methods"] for s in SEEDS]
+    runs += [(m, f, s) for m in g["data_fraction"] for f in g["fractions"] for s in SEEDS]
     return runs
+
+
+def robustness_files(dataset):
+    return [f"metrics/robustness/{dataset}/{m}/seed{s}.json" for m in grid(dataset)["robustness"] for s in SEEDS]
+
+
+def pretrain_dirs():
+    """Pretrain-LS checkpoints of the main grid, at every fraction (dvc.yaml builds them all)."""
+    return expand("models/pretrain/{dataset}/pct{fraction}/seed{seed}", dataset=MAIN["datasets"],
+                  fraction=[100, *FRACTION["fractions"]], seed=SEEDS)
+
+
+def pretrain_input(wildcards):
+    if not grid(wildcards.dataset)["pretrain"]:
+        return []
+    return f"models/pretrain/{wildcards.dataset}/pct{wildcards.fraction}/seed{wildcards.seed}"
 
 
 def eval_files(dataset):

@@ -3,16 +3,14 @@ rule aggregate:
         evals=[f for d in DATASETS for f in eval_files(d)],
         logs=[f for d in DATASETS for f in train_logs(d)],
         references=expand("metrics/reference/{dataset}.json", dataset=DATASETS),
-        robustness=expand("metrics/robustness/{dataset}/{method}/seed{seed}.json",
-                          dataset=DATASETS, method=ROBUST["methods"], seed=SEEDS),
+        robustness=[f for d in DATASETS for f in robustness_files(d)],
     output:
         tables=directory("reports/tables"),
         figures=directory("reports/figures"),
         summary="reports/summary.json",
     params:
         params_file=PARAMS_FILE,
-        grid={"datasets": DATASETS, "methods": METHODS, "seeds": SEEDS,
-              "ablations": config["ablations"]},
+        grid={"grids": GRIDS, "seeds": SEEDS, "ablations": config["ablations"]},
     log:
         "logs/aggregate.log",
     conda:

@@ -24,7 +24,7 @@ rule pretrain:
 rule train:
     input:
         processed="data/processed/{dataset}",
-        pretrain="models/pretrain/{dataset}/pct{fraction}/seed{seed}",
+        pretrain=pretrain_input,
     output:
         model=directory("models/train/{dataset}/{method}/pct{fraction}/seed{seed}"),
         log="metrics/train_logs/{dataset}/{method}/pct{fraction}/seed{seed}.json",
@@ -33,6 +33,7 @@ rule train:
         cfg=lambda w: dataset_params(w, "model", "train"),
         method=lambda w: config["method"][w.method],
         fraction_seed=FRACTION["seed"],
+        pretrain=lambda w, input: f" --pretrain {input.pretrain}" if input.pretrain else "",
     threads: 1
     resources:
         gpu=1,
@@ -45,5 +46,5 @@ rule train:
     shell:
         "python -m mtlrepro train --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
         " --method {wildcards.method} --fraction {wildcards.fraction} --seed {wildcards.seed}"
-        " --processed {input.processed} --pretrain {input.pretrain} --out {output.model}"
+        " --processed {input.processed}{params.pretrain} --out {output.model}"
         " --log {output.log} 2> {log}"

@@ -20,7 +20,6 @@ of the gradients the root is tau = 0; a tau small enough for the gap bound rho t
 from __future__ import annotations
 
 import torch
-from scipy.optimize import brentq
 from torch import Tensor
 
 from .base import Aggregator
@@ -64,6 +63,8 @@ def _dual_direction_weights(M: Tensor, b: Tensor, g0_norm2: float, rho: float) -
     w, q = solve(tau_low)
     tau = tau_low
     if q > tau_low:
+        from scipy.optimize import brentq  # here: scipy.optimize costs 0.3 s at every job's start
+
         tau = brentq(lambda t: solve(t)[1] - t, tau_low, tau_high, xtol=1e-300, rtol=1e-15)
         w, q = solve(tau)
     radius = max(q, tau)  # |u| = q / radius <= 1: always feasible
