@@ -1,6 +1,7 @@
 """Tests of the stl-reference and aggregate stages on synthetic evaluation trees."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -273,6 +274,11 @@ def test_aggregate_outputs_and_numbers(tree):
     assert (tree["tables"] / "cls_calibration.csv").exists() and not list(tree["tables"].glob("reg_calibration*"))
     cal = read_csv(tree["tables"] / "cls_calibration.csv")
     assert [float(r["mean"]) for r in cal if r["metric"] == "ece"] == pytest.approx([0.01] * len(METHODS))
+    # a grid without data fractions ran no ablation, so it gets no data-fraction table
+    no_fractions = copy.deepcopy(tree["params"])
+    no_fractions["ablations"]["data_fraction"]["fractions"] = []
+    listed = agg.aggregate_outputs(no_fractions, tree["tables"], tree["figures"], tree["summary"])
+    assert listed and not [p for p in listed if "data_fraction" in p.name]
     assert not any(r["best"] == "True" for r in cal)  # all equal: nothing marked
 
     rows = read_csv(tree["tables"] / "reg_main.csv")

@@ -41,7 +41,7 @@ def _study(datasets=("digits-domains",), methods=("stl", "ls", "infomtl"), df=("
 
 
 @pytest.mark.parametrize("study, fragment", [
-    (_study(datasets=["qm9"]), "'qm9' is also in datasets; a dataset belongs to one grid"),
+    (_study(datasets=["qm9"]), "infomtl_study.datasets: 'qm9' is in the other grid too"),
     (_study(methods=["ls", "infomtl"]), "infomtl_study.methods must contain 'stl'"),
     (_study(methods=["stl", "infomtl"], df=[], rob=[]), "infomtl_study.methods must contain 'ls'"),
     (_study(df=["infomtl"]), "data_fraction.methods must contain 'ls'"),

@@ -248,7 +248,7 @@ def _seeds(params: Mapping, group: Mapping | None = None) -> list[int]:
 
 
 def _df_fractions(grid: P.Grid) -> list[int]:
-    if not grid.data_fraction_methods:
+    if not grid.data_fraction_methods or not grid.fractions:  # no ablation ran: no table
         return []
     fractions = [_fraction_int(f, f"{grid.name} grid: data_fraction.fractions") for f in grid.fractions]
     return sorted({*fractions, REFERENCE_FRACTION})  # 100 % is the main run: always a column

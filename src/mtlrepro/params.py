@@ -95,48 +95,41 @@ def grid_of(params: dict, dataset: str) -> Grid:
     raise ParamsError(f"dataset {dataset!r} is in no grid: add it to `datasets` or `infomtl_study.datasets`")
 
 
+KEY_PREFIX = {"main": "", "infomtl_study": "infomtl_study."}  # where each grid's lists live in params
+
+
 def _cross_check(params: dict, source: str) -> None:
-    problems = []
-    main = set(params["datasets"])
-    study = params.get("infomtl_study") or {"datasets": [], "methods": []}
-    for name in sorted(main & set(study["datasets"])):
-        problems.append(f"infomtl_study.datasets: {name!r} is also in datasets; a dataset belongs to one grid")
-    if study["datasets"]:
-        for needed, why in (("stl", "the Delta_m reference"), ("ls", "EW, the Delta_p baseline")):
-            if needed not in study["methods"]:
-                problems.append(f"infomtl_study.methods must contain {needed!r} ({why})")
-        df = study["ablations"]["data_fraction"]["methods"]
-        if df and "ls" not in df:
-            problems.append("infomtl_study.ablations.data_fraction.methods must contain 'ls': Delta_p at "
-                            "each fraction is measured against EW at that fraction")
-        for method in study["methods"]:
-            if method not in params["method"]:
-                problems.append(f"infomtl_study.methods lists {method!r} but method.{method} is missing")
-        for group in ("data_fraction", "robustness"):
-            for method in study["ablations"][group]["methods"]:
-                if method not in study["methods"]:
-                    problems.append(f"infomtl_study.ablations.{group}.methods lists {method!r}, "
-                                    f"which is not in infomtl_study.methods")
-        if "stl" in df:
-            problems.append("infomtl_study.ablations.data_fraction.methods: 'stl' cannot be listed")
-    for name in [*params["datasets"], *study["datasets"]]:
-        if name not in params["dataset"]:
-            problems.append(f"datasets lists {name!r} but dataset.{name} is missing")
-        else:
+    problems, seen = [], set()
+    for grid in grids(params):
+        at = KEY_PREFIX[grid.name]
+        for name in grid.datasets:
+            if name in seen:
+                problems.append(f"{at}datasets: {name!r} is in the other grid too; a dataset belongs to one grid")
+            seen.add(name)
+            if name not in params["dataset"]:
+                problems.append(f"{at}datasets lists {name!r} but dataset.{name} is missing")
+                continue
             train = params["dataset"][name]["train"]
             if train["pretrain_epochs"] >= train["epochs"]:
                 problems.append(f"dataset.{name}.train.pretrain_epochs ({train['pretrain_epochs']}) must be "
                                 f"smaller than epochs ({train['epochs']}): the warm-up counts inside the budget")
-    for method in params["methods"]:
-        if method not in params["method"]:
-            problems.append(f"methods lists {method!r} but method.{method} is missing (use {{}} for defaults)")
-    if "stl" in params["ablations"]["data_fraction"]["methods"]:
-        problems.append("ablations.data_fraction.methods: 'stl' cannot be listed; Delta_m at every "
-                        "fraction is measured against the stored 100% STL reference")
-    for group in ("data_fraction", "robustness"):
-        for method in params["ablations"][group]["methods"]:
-            if method not in params["methods"]:
-                problems.append(f"ablations.{group}.methods lists {method!r}, which is not in methods")
+        for method in grid.methods:
+            if method not in params["method"]:
+                problems.append(f"{at}methods lists {method!r} but method.{method} is missing (use {{}} for defaults)")
+        if "stl" in grid.data_fraction_methods:
+            problems.append(f"{at}ablations.data_fraction.methods: 'stl' cannot be listed; Delta_m at every "
+                            f"fraction is measured against the stored 100% STL reference")
+        for group, listed in (("data_fraction", grid.data_fraction_methods), ("robustness", grid.robustness_methods)):
+            for method in listed:
+                if method not in grid.methods:
+                    problems.append(f"{at}ablations.{group}.methods lists {method!r}, which is not in {at}methods")
+        if grid.name == "infomtl_study" and grid.datasets:  # its tables need both baselines
+            for needed, why in (("stl", "the Delta_m reference"), ("ls", "EW, the Delta_p baseline")):
+                if needed not in grid.methods:
+                    problems.append(f"{at}methods must contain {needed!r} ({why})")
+            if grid.data_fraction_methods and "ls" not in grid.data_fraction_methods:
+                problems.append(f"{at}ablations.data_fraction.methods must contain 'ls': Delta_p at each "
+                                f"fraction is measured against EW at that fraction")
     if problems:
         raise ParamsError(f"{source} is invalid:\n" + "\n".join("  " + p for p in problems))
 
