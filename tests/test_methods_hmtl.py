@@ -6,15 +6,12 @@ import pytest
 import torch
 
 from mtlrepro import methods as registry
-from mtlrepro.data.base import Task
 from mtlrepro.methods._probabilistic import kl_diag_gaussians
 from mtlrepro.methods.hmtl import HierarchicalMTL
-from mtlrepro.models.cnn import ConvNet
-from mtlrepro.stages import install_heads
-from mtlrepro.training import training_step
 
 
-from tests.probabilistic_toys import _one_thread, build_toy_model, toy_problem  # noqa: F401
+from tests.probabilistic_toys import (_one_thread, assert_step_learns_and_round_trips,  # noqa: F401
+                                     build_toy_model, toy_problem)
 
 
 def build_model(seed=1, **hparams):
@@ -93,24 +90,4 @@ def test_registered_name_and_defaults():
 def test_end_to_end_step_gradients_learning_and_round_trip():
     model, method, tasks = build_model(hidden_dim=4)
     X, Y = toy_problem()
-    model.train()
-    rng = torch.get_rng_state()
-    training_step(model, method, tasks, X, Y, torch.optim.SGD(model.parameters(), lr=0.0))
-    assert torch.equal(torch.get_rng_state(), rng)
-    for pname, p in model.heads.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = [float(training_step(model, method, tasks, X, Y, optimizer).sum()) for _ in range(30)]
-    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
-
-    model.eval()
-    with torch.no_grad():
-        expected = model(X)[1]
-    rebuilt = ConvNet(tasks, channels=8, image_size=8)
-    install_heads(rebuilt, registry.build("hmtl", 3, task_kinds=["binary"] * 3, generator=torch.Generator(),
-                                          hidden_dim=4), tasks)
-    rebuilt.load_state_dict(model.state_dict())
-    rebuilt.eval()
-    with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(expected, rebuilt(X)[1]))
+    assert_step_learns_and_round_trips(model, method, tasks, X, Y, "hmtl", hidden_dim=4)

@@ -18,7 +18,7 @@ from mtlrepro.stages import install_heads
 from mtlrepro.training import build_method, training_step
 
 
-from tests.probabilistic_toys import _one_thread, toy_problem  # noqa: F401
+from tests.probabilistic_toys import _one_thread, assert_step_learns_and_round_trips, toy_problem  # noqa: F401
 
 
 def build_model(name="vmtl", seed=1, n_tasks=3, **hparams):
@@ -275,25 +275,7 @@ def test_end_to_end_step_gradients_learning_and_round_trip(name):
     model.train()
     if name == "vmtl_amortized":  # class means from a first pass, so every class vector differs
         training_step(model, method, tasks, X, Y, torch.optim.SGD(model.parameters(), lr=0.0))
-    rng = torch.get_rng_state()
-    training_step(model, method, tasks, X, Y, torch.optim.SGD(model.parameters(), lr=0.0))
-    assert torch.equal(torch.get_rng_state(), rng)
-    for pname, p in model.heads.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = [float(training_step(model, method, tasks, X, Y, optimizer).sum()) for _ in range(30)]
-    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
-
-    model.eval()
-    with torch.no_grad():
-        expected = model(X)[1]
-    rebuilt = ConvNet(tasks, channels=8, image_size=8)
-    install_heads(rebuilt, registry.build(name, 3, task_kinds=["binary"] * 3, generator=torch.Generator()), tasks)
-    rebuilt.load_state_dict(model.state_dict())
-    rebuilt.eval()
-    with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(expected, rebuilt(X)[1]))
+    assert_step_learns_and_round_trips(model, method, tasks, X, Y, name)
     assert copy.deepcopy(model) is not None  # caches and the shared stream survive a deep copy
 
 
