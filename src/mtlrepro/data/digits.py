@@ -17,6 +17,15 @@ PIXELS = [f"pixel_{i:02d}" for i in range(64)]
 N_CLASSES = 10
 
 
+def digit_labels(df: pd.DataFrame, path: Path) -> np.ndarray:
+    """The `digit` column, once the pixels and labels are checked finite and the labels 0..9."""
+    check_finite_targets(df, PIXELS + ["digit"], path)
+    labels = df["digit"].to_numpy()
+    if not np.isin(labels, np.arange(N_CLASSES)).all():
+        raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
+    return labels
+
+
 def _source_path() -> Path:
     import sklearn
 
@@ -76,10 +85,7 @@ class DigitsMTL(DatasetSpec):
     def load(self, config, processed_dir, split):
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, PIXELS + ["digit"])
-        check_finite_targets(df, PIXELS + ["digit"], path)
-        labels = df["digit"].to_numpy()
-        if not np.isin(labels, np.arange(N_CLASSES)).all():
-            raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
+        labels = digit_labels(df, path)
         stats = read_stats(processed_dir)
         images = (df[PIXELS].to_numpy(np.float32) - stats["pixel_mean"]) / stats["pixel_std"]
         images = torch.from_numpy(images).reshape(-1, 1, 8, 8)

@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, check_finite_targets, read_csv, read_parquet, read_stats,
+from .base import (DatasetSpec, Task, read_csv, read_parquet, read_stats,
                    split_record, write_parquet, write_stats)
-from .digits import N_CLASSES, PIXELS, SPEC as DIGITS, ImageSplit
+from .digits import N_CLASSES, PIXELS, SPEC as DIGITS, ImageSplit, digit_labels
 
 DOMAINS = ("original", "rot90", "rot180", "rot270", "flip_lr", "flip_ud", "inverted", "noisy", "shifted")
 MAX_PIXEL = 16.0
@@ -96,10 +96,7 @@ class DigitsDomains(DatasetSpec):
     def preprocess(self, config, split_seed, raw_dir, out_dir):
         path = raw_dir / "digits.csv"
         df = read_csv(path, PIXELS + ["digit"])
-        check_finite_targets(df, PIXELS + ["digit"], path)
-        labels = df["digit"].to_numpy()
-        if not np.isin(labels, np.arange(N_CLASSES)).all():
-            raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
+        labels = digit_labels(df, path)
         domains = _domain_names(config)
         sizes = config["split"]
         wanted = {s: sizes[f"{s}_per_class"] for s in SPLITS}
@@ -145,14 +142,11 @@ class DigitsDomains(DatasetSpec):
     def load(self, config, processed_dir, split):
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["domain", "digit"] + PIXELS)
-        check_finite_targets(df, PIXELS + ["digit"], path)
         domains = _domain_names(config)
         unknown = sorted(set(df["domain"].astype(str)) - set(domains))
         if unknown:
             raise MTLReproError(f"{path}: column 'domain' has domains {unknown} not in dataset.digits-domains.split.domains")
-        labels = df["digit"].to_numpy()
-        if not np.isin(labels, np.arange(N_CLASSES)).all():
-            raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
+        labels = digit_labels(df, path)
         stats = read_stats(processed_dir)
         images = (df[PIXELS].to_numpy(np.float32) - stats["pixel_mean"]) / stats["pixel_std"]
         images = torch.from_numpy(images.astype(np.float32)).reshape(-1, 1, 8, 8)
