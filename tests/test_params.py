@@ -1,7 +1,6 @@
 import copy
 
 import pytest
-import yaml
 
 from mtlrepro import params as P
 from mtlrepro.io import MTLReproError

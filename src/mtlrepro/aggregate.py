@@ -87,13 +87,11 @@ last) once every table and figure has been produced, so a failure leaves no part
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io as _stdio
 import math
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path

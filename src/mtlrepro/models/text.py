@@ -146,8 +146,7 @@ class FrozenPrefixCache:
         return None if self.hidden is None else self.hidden[rows, :length]
 
     def _fill(self, model: "TextMTL") -> Tensor | None:
-        ids, mask = self.split.input_ids, self.split.attention_mask
-        n, t = ids.shape
+        n, t = self.split.input_ids.shape
         if n * t * model.rep_dim * 4 > CACHE_LIMIT_BYTES:
             return None
         chunks = []
