@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import yaml
 
@@ -49,87 +49,146 @@ def validate(params: dict, source: str = "params") -> dict:
     return params
 
 
-@dataclass(frozen=True)
-class Grid:
-    """One grid of training runs: datasets x methods x seeds at 100%, plus its ablations.
+class Run(NamedTuple):
+    """One training run; its outputs are shared by every study that lists it (a run's params are
+    global: the dataset block, the method block and the data-fraction seed)."""
+    dataset: str
+    method: str
+    fraction: int
+    seed: int
 
-    "main" is BayesAgg-MTL's study (top-level `datasets`, `methods`, `ablations.*.methods`; tables
-    report Delta_m over STL; warm-start methods get the pretrain-LS stage). "infomtl_study" is
-    InfoMTL's (the `infomtl_study` block; tables also report Avg and Delta_p over EW = ls; no
-    warm-start methods, so no pretrain stage). Each grid has its own data fractions; seeds, the
-    subset seed and the perturbations are shared."""
+
+@dataclass(frozen=True)
+class Study:
+    """One published table's grid: datasets x methods x seeds at 100 %, plus its ablations.
+
+    `reference` is the Delta_m reference (STL); `baseline`, where set, the Delta_p baseline
+    (InfoMTL's EW = ls); `pretrain` whether warm-start methods get the pretrain-LS stage (a study
+    without it cannot list them); `published` a key of `mtlrepro.published.STUDIES`."""
     name: str
     datasets: tuple[str, ...]
     methods: tuple[str, ...]
-    fractions: tuple[int, ...]
-    data_fraction_methods: tuple[str, ...]
-    robustness_methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    reference: str = "stl"
+    baseline: str | None = None
+    pretrain: bool = True
+    published: str | None = None
+    fractions: tuple[int, ...] = ()
+    data_fraction_methods: tuple[str, ...] = ()
+    robustness_methods: tuple[str, ...] = ()
+
+    @classmethod
+    def from_params(cls, name: str, block: dict, seeds: Sequence[int]) -> "Study":
+        ablations = block.get("ablations") or {}
+        fraction = ablations.get("data_fraction") or {}
+        return cls(name, tuple(block["datasets"]), tuple(block["methods"]),
+                   tuple(block.get("seeds") or seeds), block.get("reference", "stl"), block.get("baseline"),
+                   block.get("pretrain", True), block.get("published"), tuple(fraction.get("fractions", ())),
+                   tuple(fraction.get("methods", ())),
+                   tuple((ablations.get("robustness") or {}).get("methods", ())))
 
     @property
-    def pretrain(self) -> bool:
-        return self.name == "main"
+    def ablation_fractions(self) -> tuple[int, ...]:
+        """The data fractions below 100 % that actually run (none without methods)."""
+        return self.fractions if self.data_fraction_methods else ()
+
+    def runs(self) -> list[Run]:
+        """The main runs, then the data-fraction ablation's, in table order."""
+        out = [Run(d, m, 100, s) for d in self.datasets for m in self.methods for s in self.seeds]
+        out += [Run(d, m, f, s) for d in self.datasets for m in self.data_fraction_methods
+                for f in self.ablation_fractions for s in self.seeds]
+        return out
+
+    def robustness_runs(self) -> list[Run]:
+        return [Run(d, m, 100, s) for d in self.datasets for m in self.robustness_methods for s in self.seeds]
 
 
-def grids(params: dict) -> list[Grid]:
-    ablations = params["ablations"]
-    out = [Grid("main", tuple(params["datasets"]), tuple(params["methods"]),
-                tuple(ablations["data_fraction"]["fractions"]), tuple(ablations["data_fraction"]["methods"]),
-                tuple(ablations["robustness"]["methods"]))]
-    study = params.get("infomtl_study")
-    if study:
-        out.append(Grid("infomtl_study", tuple(study["datasets"]), tuple(study["methods"]),
-                        tuple(study["ablations"]["data_fraction"]["fractions"]),
-                        tuple(study["ablations"]["data_fraction"]["methods"]),
-                        tuple(study["ablations"]["robustness"]["methods"])))
-    return out
+def studies(params: dict) -> list[Study]:
+    return [Study.from_params(name, block, params["seeds"]) for name, block in params["studies"].items()]
+
+
+def study(params: dict, name: str) -> Study:
+    for s in studies(params):
+        if s.name == name:
+            return s
+    raise ParamsError(f"studies.{name}: no such study; known: {', '.join(params['studies'])}")
+
+
+def _unique(items: Iterable) -> list:
+    return list(dict.fromkeys(items))
 
 
 def all_datasets(params: dict) -> list[str]:
-    return [d for g in grids(params) for d in g.datasets]
+    return _unique(d for s in studies(params) for d in s.datasets)
 
 
-def grid_of(params: dict, dataset: str) -> Grid:
-    for grid in grids(params):
-        if dataset in grid.datasets:
-            return grid
-    raise ParamsError(f"dataset {dataset!r} is in no grid: add it to `datasets` or `infomtl_study.datasets`")
+def train_runs(params: dict) -> list[Run]:
+    """Every training run of every study, each once."""
+    return _unique(r for s in studies(params) for r in s.runs())
 
 
-KEY_PREFIX = {"main": "", "infomtl_study": "infomtl_study."}  # where each grid's lists live in params
+def robustness_runs(params: dict) -> list[Run]:
+    return _unique(r for s in studies(params) for r in s.robustness_runs())
+
+
+def warm_start_methods() -> frozenset[str]:
+    from . import methods as registry  # imports torch: kept out of `validate`
+
+    return frozenset(n for n, cls in registry.REGISTRY.items() if cls.warm_start)
+
+
+class Pretrain(NamedTuple):
+    """One pretrain-LS warm-up checkpoint."""
+    dataset: str
+    fraction: int
+    seed: int
+
+
+def pretrain_of(run: Run) -> Pretrain:
+    return Pretrain(run.dataset, run.fraction, run.seed)
+
+
+def pretrain_runs(params: dict) -> list[Pretrain]:
+    """The warm-ups that the warm-start runs of every study start from, each once."""
+    warm = warm_start_methods()
+    return _unique(pretrain_of(r) for r in train_runs(params) if r.method in warm)
+
+
+def studies_of(params: dict, run: Run) -> list[Study]:
+    return [s for s in studies(params) if run in s.runs()]
+
+
+def _check_study(params: dict, st: Study) -> list[str]:
+    at, problems = f"studies.{st.name}", []
+    for name in st.datasets:
+        if name not in params["dataset"]:
+            problems.append(f"{at}.datasets lists {name!r} but dataset.{name} is missing")
+            continue
+        train = params["dataset"][name]["train"]
+        if train["pretrain_epochs"] >= train["epochs"]:
+            problems.append(f"dataset.{name}.train.pretrain_epochs ({train['pretrain_epochs']}) must be "
+                            f"smaller than epochs ({train['epochs']}): the warm-up counts inside the budget")
+    for method in st.methods:
+        if method not in params["method"]:
+            problems.append(f"{at}.methods lists {method!r} but method.{method} is missing (use {{}} for defaults)")
+    for role, needed in (("reference", st.reference), ("baseline", st.baseline)):
+        if needed is not None and needed not in st.methods:
+            problems.append(f"{at}.{role} is {needed!r}, which is not in {at}.methods")
+    if st.reference in st.data_fraction_methods:
+        problems.append(f"{at}.ablations.data_fraction.methods: {st.reference!r} cannot be listed; Delta_m at "
+                        f"every fraction is measured against the stored 100% reference")
+    if st.baseline and st.ablation_fractions and st.baseline not in st.data_fraction_methods:
+        problems.append(f"{at}.ablations.data_fraction.methods must contain {st.baseline!r}: Delta_p at each "
+                        f"fraction is measured against the baseline at that fraction")
+    for group, listed in (("data_fraction", st.data_fraction_methods), ("robustness", st.robustness_methods)):
+        for method in listed:
+            if method not in st.methods:
+                problems.append(f"{at}.ablations.{group}.methods lists {method!r}, which is not in {at}.methods")
+    return problems
 
 
 def _cross_check(params: dict, source: str) -> None:
-    problems, seen = [], set()
-    for grid in grids(params):
-        at = KEY_PREFIX[grid.name]
-        for name in grid.datasets:
-            if name in seen:
-                problems.append(f"{at}datasets: {name!r} is in the other grid too; a dataset belongs to one grid")
-            seen.add(name)
-            if name not in params["dataset"]:
-                problems.append(f"{at}datasets lists {name!r} but dataset.{name} is missing")
-                continue
-            train = params["dataset"][name]["train"]
-            if train["pretrain_epochs"] >= train["epochs"]:
-                problems.append(f"dataset.{name}.train.pretrain_epochs ({train['pretrain_epochs']}) must be "
-                                f"smaller than epochs ({train['epochs']}): the warm-up counts inside the budget")
-        for method in grid.methods:
-            if method not in params["method"]:
-                problems.append(f"{at}methods lists {method!r} but method.{method} is missing (use {{}} for defaults)")
-        if "stl" in grid.data_fraction_methods:
-            problems.append(f"{at}ablations.data_fraction.methods: 'stl' cannot be listed; Delta_m at every "
-                            f"fraction is measured against the stored 100% STL reference")
-        for group, listed in (("data_fraction", grid.data_fraction_methods), ("robustness", grid.robustness_methods)):
-            for method in listed:
-                if method not in grid.methods:
-                    problems.append(f"{at}ablations.{group}.methods lists {method!r}, which is not in {at}methods")
-        if grid.name == "infomtl_study" and grid.datasets:  # its tables need both baselines
-            for needed, why in (("stl", "the Delta_m reference"), ("ls", "EW, the Delta_p baseline")):
-                if needed not in grid.methods:
-                    problems.append(f"{at}methods must contain {needed!r} ({why})")
-            if grid.data_fraction_methods and "ls" not in grid.data_fraction_methods:
-                problems.append(f"{at}ablations.data_fraction.methods must contain 'ls': Delta_p at each "
-                                f"fraction is measured against EW at that fraction")
+    problems = [p for st in studies(params) for p in _check_study(params, st)]
     if problems:
         raise ParamsError(f"{source} is invalid:\n" + "\n".join("  " + p for p in problems))
 
@@ -141,13 +200,15 @@ def check_methods(params: dict, source: str = "params") -> None:
 
     for name in all_datasets(params):
         if name not in data.names():
-            raise ParamsError(f"{source}: datasets: no loader for {name!r}; known: {', '.join(data.names())}")
-
-    for grid in grids(params):
-        for name in grid.methods if not grid.pretrain else ():
-            if name in registry.REGISTRY and registry.REGISTRY[name].warm_start:
-                raise ParamsError(f"{source}: {grid.name}.methods: {name!r} starts from the pretrain-LS "
-                                  f"checkpoint, which only the main grid builds; list it in `methods`")
+            raise ParamsError(f"{source}: studies: no loader for dataset {name!r}; known: {', '.join(data.names())}")
+    for st in studies(params):
+        for name in st.methods:
+            if name not in registry.REGISTRY:
+                raise ParamsError(f"{source}: studies.{st.name}.methods: unknown method {name!r}; "
+                                  f"known: {', '.join(registry.names())}")
+            if not st.pretrain and registry.REGISTRY[name].warm_start:
+                raise ParamsError(f"{source}: studies.{st.name}.methods: {name!r} starts from the pretrain-LS "
+                                  f"checkpoint, which this study turns off (pretrain: false)")
 
     for name, hparams in params["method"].items():
         if name not in registry.REGISTRY:
