@@ -1,11 +1,14 @@
-# The study as a Snakemake workflow. params.yaml is the single source of truth (dvc.yaml reads
-# the same file); a complete alternative params file can be given with --configfile.
+# The study as a Snakemake workflow. params.yaml is the single source of truth (dvc.yaml is
+# generated from the same file); a complete alternative params file can be given with --configfile.
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
 
 configfile: "params.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -17,6 +20,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        rules.aggregate.output,
-        pretrain_dirs(),
+        rules.report.output,
         expand("reports/validation/{dataset}.html", dataset=DATASETS),

@@ -38,7 +38,7 @@ def test_dvc_repro_dry_runs(tmp_path):
     out = subprocess.run([str(BIN / "dvc"), "repro", "--dry", "--force"], cwd=work, env=tool_env(work),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "Running stage 'aggregate'" in out.stdout
+    assert "Running stage 'report'" in out.stdout and "Running stage 'aggregate_infomtl'" in out.stdout
 
 
 def test_snakemake_rejects_a_params_typo(tmp_path):

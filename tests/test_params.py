@@ -3,6 +3,7 @@ import copy
 import pytest
 
 from mtlrepro import params as P
+from mtlrepro.checks import check_methods
 from mtlrepro.io import MTLReproError
 from tests.conftest import CI_PARAMS, REPO
 
@@ -10,20 +11,27 @@ from tests.conftest import CI_PARAMS, REPO
 def test_default_and_ci_params_are_valid():
     for path in (REPO / "params.yaml", CI_PARAMS):
         params = P.load(path)
-        P.check_methods(params, str(path))
+        check_methods(params, str(path))
 
 
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda p: p["dataset"]["qm9"]["train"].update(lrr=1), "dataset.qm9.train: unknown key"),
     (lambda p: p.update(seeds=[0, 0]), "seeds"),
     (lambda p: p["dataset"]["digits-mtl"]["train"].update(lr=-1), "dataset.digits-mtl.train.lr"),
-    (lambda p: p.update(methods=["ls"]), "methods"),  # STL, the Delta_m reference, must stay
+    (lambda p: p["studies"]["bayesagg"].update(methods=["ls"]), "studies.bayesagg.reference is 'stl'"),
     (lambda p: p["ablations"]["robustness"].update(kinds=["salt"]), "ablations.robustness.kinds.0"),
     (lambda p: p.update(device="gpu0"), "device"),
     (lambda p: p["dataset"]["digits-mtl"]["train"].update(pretrain_epochs=50), "pretrain_epochs"),
-    (lambda p: p["ablations"]["data_fraction"].update(methods=["uw"]), "ablations.data_fraction.methods lists 'uw'"),
-    (lambda p: p["ablations"]["data_fraction"].update(methods=["stl"]), "'stl' cannot be listed"),
+    (lambda p: p["studies"]["bayesagg"]["ablations"]["data_fraction"].update(methods=["uw"]),
+     "studies.bayesagg.ablations.data_fraction.methods lists 'uw'"),
+    (lambda p: p["studies"]["bayesagg"]["ablations"]["data_fraction"].update(methods=["stl"]), "'stl' cannot be listed"),
     (lambda p: p["method"].pop("ls"), "method.ls is missing"),
+    (lambda p: p["studies"]["infomtl"].update(datasets=["digits-domains"]), "dataset.digits-domains is missing"),
+    (lambda p: p["studies"]["infomtl"].update(baseline="uw"), "studies.infomtl.baseline is 'uw'"),
+    (lambda p: p["studies"]["infomtl"]["ablations"]["data_fraction"].update(methods=["infomtl"]),
+     "data_fraction.methods must contain 'ls'"),
+    (lambda p: p["studies"]["infomtl"].update(colour="red"), "studies.infomtl: unknown key"),
+    (lambda p: p.update(studies={}), "studies"),
 ])
 def test_bad_params_name_the_key(ci_params, write_params, mutate, fragment):
     params = copy.deepcopy(ci_params)
@@ -33,54 +41,56 @@ def test_bad_params_name_the_key(ci_params, write_params, mutate, fragment):
     assert fragment in str(err.value)
 
 
-def _study(datasets=("digits-domains",), methods=("stl", "ls", "infomtl"), df=("ls",), rob=("ls",)):
-    return {"datasets": list(datasets), "methods": list(methods),
-            "ablations": {"data_fraction": {"fractions": [50], "methods": list(df)},
-                          "robustness": {"methods": list(rob)}}}
+def test_duplicate_yaml_keys_are_an_error(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(CI_PARAMS.read_text() + "seeds: [5]\n")
+    with pytest.raises(P.ParamsError, match="duplicate key 'seeds'"):
+        P.load(path)
 
 
-@pytest.mark.parametrize("study, fragment", [
-    (_study(datasets=["qm9"]), "infomtl_study.datasets: 'qm9' is in the other grid too"),
-    (_study(methods=["ls", "infomtl"]), "infomtl_study.methods must contain 'stl'"),
-    (_study(methods=["stl", "infomtl"], df=[], rob=[]), "infomtl_study.methods must contain 'ls'"),
-    (_study(df=["infomtl"]), "data_fraction.methods must contain 'ls'"),
-    (_study(rob=["vmtl"]), "infomtl_study.ablations.robustness.methods lists 'vmtl'"),
-    (_study(methods=["stl", "ls", "hmtl"], df=[], rob=[]), "method.hmtl is missing"),
-])
-def test_infomtl_study_cross_checks(ci_params, write_params, study, fragment):
+def _third_study(**overrides):
+    return {"datasets": ["qm9", "digits-mtl"], "methods": ["stl", "ls", "bayesagg"], "seeds": [0, 7],
+            "ablations": {"data_fraction": {"fractions": [30], "methods": ["ls", "bayesagg"]},
+                          "robustness": {"methods": ["ls"]}}, **overrides}
+
+
+def test_studies_expand_into_shared_runs(ci_params, write_params):
     params = copy.deepcopy(ci_params)
-    params["infomtl_study"] = study
-    with pytest.raises(P.ParamsError) as err:
-        P.load(write_params(params))
-    assert fragment in str(err.value)
-
-
-def test_grids_partition_the_datasets_and_warm_start_stays_in_the_main_grid(ci_params, write_params):
-    params = copy.deepcopy(ci_params)
-    params["infomtl_study"] = _study()
-    params["dataset"]["digits-domains"] = P.load(REPO / "params.yaml")["dataset"]["digits-domains"]
+    params["studies"]["third"] = _third_study()
+    params["method"]["bayesagg"] = {}
     loaded = P.load(write_params(params))
-    main, study = P.grids(loaded)
-    assert (main.name, main.pretrain, study.name, study.pretrain) == ("main", True, "infomtl_study", False)
-    assert P.all_datasets(loaded) == ["digits-mtl", "qm9", "digits-domains"]
-    assert P.grid_of(loaded, "digits-domains") == study and P.grid_of(loaded, "qm9") == main
-    assert study.fractions == (50,) and study.data_fraction_methods == ("ls",)
-    with pytest.raises(P.ParamsError, match="'tweeteval' is in no grid"):
-        P.grid_of(loaded, "tweeteval")
-    loaded["infomtl_study"]["methods"].append("bayesagg")
-    loaded["method"]["bayesagg"] = {}
+    third = P.study(loaded, "third")
+    assert (third.seeds, third.reference, third.baseline, third.pretrain) == ((0, 7), "stl", None, True)
+    assert P.study(loaded, "infomtl").seeds == tuple(loaded["seeds"])  # the top-level default
+    runs = P.train_runs(loaded)
+    assert len(runs) == len(set(runs))  # a run two studies list is trained once
+    assert set(runs) == {r for s in P.studies(loaded) for r in s.runs()}
+    assert P.Run("qm9", "ls", 100, 0) in P.study(loaded, "bayesagg").runs() and P.Run("qm9", "ls", 100, 0) in third.runs()
+    assert P.Run("qm9", "bayesagg", 30, 7) in runs and P.Run("qm9", "bayesagg", 30, 1) not in runs
+    assert P.all_datasets(loaded) == ["digits-mtl", "qm9", "rotten-tomatoes"]
+    warm = P.pretrain_runs(loaded, {"bayesagg"})
+    assert set(warm) == {P.Pretrain(d, f, s) for d in ("qm9", "digits-mtl") for f in (100, 30) for s in (0, 7)}
+    with pytest.raises(P.ParamsError, match="studies.fourth: no such study"):
+        P.study(loaded, "fourth")
+
+
+def test_a_study_without_pretrain_refuses_warm_start_methods(ci_params, write_params):
+    params = copy.deepcopy(ci_params)
+    params["studies"]["third"] = _third_study(pretrain=False)
+    params["method"]["bayesagg"] = {}
+    loaded = P.load(write_params(params))
     with pytest.raises(P.ParamsError, match="'bayesagg' starts from the pretrain-LS checkpoint"):
-        P.check_methods(loaded)
+        check_methods(loaded)
 
 
 def test_unknown_method_and_hyperparameter_are_rejected(ci_params):
     params = copy.deepcopy(ci_params)
     params["method"]["ls"] = {"temperature": 2}
     with pytest.raises(P.ParamsError, match=r"method.ls: unknown hyper-parameter\(s\) \['temperature'\]"):
-        P.check_methods(params)
+        check_methods(params)
     params["method"] = {"stl": {}, "lss": {}}
     with pytest.raises(P.ParamsError, match="method.lss: unknown method"):
-        P.check_methods(params)
+        check_methods(params)
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -33,7 +33,15 @@ def copy_workflow(dst: Path, params: Path | None = None) -> Path:
             shutil.copy(src, dst / name)
     if params is not None:
         shutil.copy(params, dst / "params.yaml")
+        write_dvc_yaml(dst)
     return dst
+
+
+def write_dvc_yaml(work: Path) -> None:
+    """dvc.yaml for the copy's params, as `python -m mtlrepro dvc-yaml` writes it."""
+    from mtlrepro import dvcgen, params as P
+
+    dvcgen.write(P.load(work / "params.yaml"), work / "dvc.yaml")
 
 
 def parse_command(cmd: str) -> tuple[str, dict]:
@@ -41,7 +49,14 @@ def parse_command(cmd: str) -> tuple[str, dict]:
     cmd = re.sub(r"\s+2>\s*\S+\s*$", "", " ".join(cmd.split()))
     words = shlex.split(cmd)
     assert words[:3] == ["python", "-m", "mtlrepro"], cmd
-    args = dict(zip(words[4::2], words[5::2]))
+    args: dict = {}
+    for word in words[4:]:  # an option takes every word up to the next option
+        if word.startswith("--"):
+            key = word
+            args[key] = ()
+        else:
+            args[key] = (*args[key], word)
+    args = {k: v[0] if len(v) == 1 else v for k, v in args.items()}
     args.pop("--threads", None)
     if args.get("--params") == "params.yaml":
         args.pop("--params")

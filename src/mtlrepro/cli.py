@@ -1,76 +1,104 @@
 """`python -m mtlrepro <stage> ...`: one subcommand per pipeline stage, paths given explicitly so
-each stage reads only its declared dependencies and writes only its declared outputs."""
+each stage reads only its declared dependencies and writes only its declared outputs.
+
+`STAGES` is the one table of stages: each names its function (imported only when it runs, so a
+data job never imports the training code) and its options, which are the function's arguments."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .io import MTLReproError
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("MTLREPRO_THREADS", "1")),
-                   help="CPU threads for torch (default 1: the workflow runs jobs side by side)")
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device (auto, cpu, mps, cuda or cuda:N)")
+    return value
 
 
-def _run_args(p, *, method=False, fraction=False, seed=False):
-    p.add_argument("--dataset", required=True)
-    if method:
-        p.add_argument("--method", required=True)
-    if fraction:
-        p.add_argument("--fraction", type=int, default=100, help="percent of the training split")
-    if seed:
-        p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--device", default=None, help="override params device (auto, cpu, cuda, cuda:N)")
+def _natural(value: str) -> int:
+    if not re.fullmatch(r"[0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a non-negative integer")
+    return int(value)
+
+
+def _percent(value: str) -> int:
+    number = _natural(value)
+    if not 0 < number <= 100:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percent in 1..100")
+    return number
+
+
+# option -> (argparse keyword arguments); a stage lists the options it takes, in its function's order
+OPTIONS = {
+    "study": dict(required=True), "dataset": dict(required=True), "method": dict(required=True),
+    "fraction": dict(type=_percent, default=100, help="percent of the training split"),
+    "seed": dict(type=_natural, required=True),
+    "raw": dict(type=Path, required=True), "validation": dict(type=Path, required=True),
+    "processed": dict(type=Path, required=True), "model": dict(type=Path, required=True),
+    "pretrain": dict(type=Path, default=None, help="pretrain-LS folder (warm-start methods)"),
+    "evals": dict(type=Path, nargs="+", required=True, help="the reference method's evaluations, one per seed"),
+    "summaries": dict(type=Path, nargs="+", required=True, help="reports/<study>/summary.json of every study"),
+    "device": dict(type=_device, default=None, help="override params device (auto, cpu, cuda, cuda:N)"),
+    **{name: dict(type=Path, required=True) for name in (
+        "out", "log", "out-json", "out-html", "eval-dir", "robustness-dir", "reference-dir", "logs-dir",
+        "tables", "figures", "summary", "index")},
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    target: str               # "module:function" under mtlrepro
+    options: tuple[str, ...]  # the function's arguments after params, in order
+    help: str
+
+
+STAGES = {
+    "download": Stage("stages.data:download", ("dataset", "out"),
+                      "locate/fetch raw data, verify checksums, write data/raw/<dataset>"),
+    "validate": Stage("stages.data:validate", ("dataset", "raw", "out-json", "out-html"),
+                      "Great Expectations suite on the raw data"),
+    "preprocess": Stage("stages.data:preprocess", ("dataset", "raw", "validation", "out"),
+                        "splits, normalisation statistics, Parquet"),
+    "pretrain": Stage("stages.train:pretrain", ("dataset", "processed", "fraction", "seed", "out", "device"),
+                      "linear-scalarisation warm-up checkpoint"),
+    "train": Stage("stages.train:train", ("dataset", "method", "processed", "pretrain", "fraction", "seed", "out",
+                                          "log", "device"), "train one dataset x method x fraction x seed"),
+    "evaluate": Stage("stages.eval:evaluate", ("dataset", "method", "processed", "model", "fraction", "seed", "out",
+                                               "device"), "per-task test metrics of a trained model"),
+    "robustness": Stage("stages.eval:robustness", ("dataset", "method", "processed", "model", "seed", "out",
+                                                   "device"),
+                        "test metrics under Gaussian and fast-gradient perturbations"),
+    "reference": Stage("stages.results:reference", ("study", "dataset", "evals", "out"),
+                       "a study's STL reference (mean over its seeds) that Delta_m is measured against"),
+    "aggregate": Stage("stages.results:aggregate", ("study", "eval-dir", "robustness-dir", "reference-dir",
+                                                    "logs-dir", "tables", "figures", "summary"),
+                       "one study's result tables (Markdown, LaTeX, CSV) and figures"),
+    "report": Stage("stages.results:report", ("summaries", "index", "summary"),
+                    "the index of every study's tables and the merged metrics summary"),
+    "dvc-yaml": Stage("dvcgen:write", ("out",), "write dvc.yaml from params (the studies' runs, flat and explicit)"),
+}
+
+
+TORCH_STAGES = ("stages.train", "stages.eval")  # the modules whose stages run models
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlrepro", description=__doc__)
     sub = parser.add_subparsers(dest="stage", required=True)
-
-    p = sub.add_parser("download", help="locate/fetch raw data, verify checksums, write data/raw/<dataset>")
-    _common(p); p.add_argument("--dataset", required=True); p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("validate", help="Great Expectations suite on the raw data")
-    _common(p); p.add_argument("--dataset", required=True); p.add_argument("--raw", type=Path, required=True)
-    p.add_argument("--out-json", type=Path, required=True); p.add_argument("--out-html", type=Path, required=True)
-
-    p = sub.add_parser("preprocess", help="splits, normalisation statistics, Parquet")
-    _common(p); p.add_argument("--dataset", required=True); p.add_argument("--raw", type=Path, required=True)
-    p.add_argument("--validation", type=Path, required=True); p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("pretrain", help="linear-scalarisation warm-up checkpoint")
-    _common(p); _run_args(p, fraction=True, seed=True)
-    p.add_argument("--processed", type=Path, required=True); p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("train", help="train one dataset x method x fraction x seed")
-    _common(p); _run_args(p, method=True, fraction=True, seed=True)
-    p.add_argument("--processed", type=Path, required=True)
-    p.add_argument("--pretrain", type=Path, default=None, help="pretrain-LS folder (warm-start methods)")
-    p.add_argument("--out", type=Path, required=True); p.add_argument("--log", type=Path, required=True)
-
-    p = sub.add_parser("evaluate", help="per-task test metrics of a trained model")
-    _common(p); _run_args(p, method=True, fraction=True, seed=True)
-    p.add_argument("--processed", type=Path, required=True); p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("robustness", help="test metrics under Gaussian and fast-gradient perturbations")
-    _common(p); _run_args(p, method=True, seed=True)
-    p.add_argument("--processed", type=Path, required=True); p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("reference", help="the STL reference (mean over seeds) that Delta_m is measured against")
-    _common(p); p.add_argument("--dataset", required=True)
-    p.add_argument("--evals", type=Path, required=True, help="folder of STL evaluations at 100%%")
-    p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("aggregate", help="result tables (Markdown, LaTeX, CSV) and figures")
-    _common(p)
-    for name in ("eval-dir", "robustness-dir", "reference-dir", "logs-dir", "tables", "figures", "summary"):
-        p.add_argument(f"--{name}", type=Path, required=True)
+    for name, stage in STAGES.items():
+        p = sub.add_parser(name, help=stage.help)
+        p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+        p.add_argument("--threads", type=_natural, default=int(os.environ.get("MTLREPRO_THREADS", "1")),
+                       help="CPU threads for torch (default 1: the workflow runs jobs side by side)")
+        for option in stage.options:
+            p.add_argument(f"--{option}", **OPTIONS[option])
     return parser
 
 
@@ -78,40 +106,16 @@ def run(args: argparse.Namespace) -> None:
     from . import params as P
 
     params = P.load(args.params)
-    P.check_methods(params, str(args.params))
-    import torch
+    stage = STAGES[args.stage]
+    module, function = stage.target.split(":")
+    if module in TORCH_STAGES:
+        from .checks import check_methods  # the method registry, and so torch
+        import torch
 
-    torch.set_num_threads(max(1, args.threads))
-    from . import stages
-
-    stage = args.stage
-    if stage == "download":
-        stages.download(params, args.dataset, args.out)
-    elif stage == "validate":
-        stages.validate(params, args.dataset, args.raw, args.out_json, args.out_html)
-    elif stage == "preprocess":
-        stages.preprocess(params, args.dataset, args.raw, args.validation, args.out)
-    elif stage == "pretrain":
-        stages.pretrain(params, args.dataset, args.processed, args.fraction, args.seed, args.out, args.device)
-    elif stage == "train":
-        stages.train(params, args.dataset, args.method, args.processed, args.pretrain, args.fraction,
-                     args.seed, args.out, args.log, args.device)
-    elif stage == "evaluate":
-        stages.evaluate(params, args.dataset, args.method, args.processed, args.model, args.fraction,
-                        args.seed, args.out, args.device)
-    elif stage == "robustness":
-        stages.robustness(params, args.dataset, args.method, args.processed, args.model, args.seed,
-                          args.out, args.device)
-    elif stage == "reference":
-        from .aggregate import build_reference
-
-        files = [args.evals / f"seed{s}.json" for s in params["seeds"]]
-        build_reference(files, args.out)
-    elif stage == "aggregate":
-        from .aggregate import aggregate
-
-        aggregate(params, args.eval_dir, args.robustness_dir, args.reference_dir, args.tables,
-                  args.figures, args.summary, logs_dir=args.logs_dir)
+        check_methods(params, str(args.params))
+        torch.set_num_threads(max(1, args.threads))
+    call = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    call(params, *(getattr(args, option.replace("-", "_")) for option in stage.options))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,12 +131,6 @@ def robustness_runs(params: dict) -> list[Run]:
     return _unique(r for s in studies(params) for r in s.robustness_runs())
 
 
-def warm_start_methods() -> frozenset[str]:
-    from . import methods as registry  # imports torch: kept out of `validate`
-
-    return frozenset(n for n, cls in registry.REGISTRY.items() if cls.warm_start)
-
-
 class Pretrain(NamedTuple):
     """One pretrain-LS warm-up checkpoint."""
     dataset: str
@@ -148,9 +142,10 @@ def pretrain_of(run: Run) -> Pretrain:
     return Pretrain(run.dataset, run.fraction, run.seed)
 
 
-def pretrain_runs(params: dict) -> list[Pretrain]:
-    """The warm-ups that the warm-start runs of every study start from, each once."""
-    warm = warm_start_methods()
+def pretrain_runs(params: dict, warm_start: Iterable[str]) -> list[Pretrain]:
+    """The warm-ups that the runs of warm-start methods (`mtlrepro.checks.warm_start_methods`) of
+    every study start from, each once."""
+    warm = set(warm_start)
     return _unique(pretrain_of(r) for r in train_runs(params) if r.method in warm)
 
 
@@ -193,32 +188,17 @@ def _cross_check(params: dict, source: str) -> None:
         raise ParamsError(f"{source} is invalid:\n" + "\n".join("  " + p for p in problems))
 
 
-def check_methods(params: dict, source: str = "params") -> None:
-    """Dataset and method names and hyper-parameters exist (needs torch: kept out of `validate`)."""
-    from . import data
-    from . import methods as registry
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML mapping with a key twice is an error, not its last value silently winning."""
 
-    for name in all_datasets(params):
-        if name not in data.names():
-            raise ParamsError(f"{source}: studies: no loader for dataset {name!r}; known: {', '.join(data.names())}")
-    for st in studies(params):
-        for name in st.methods:
-            if name not in registry.REGISTRY:
-                raise ParamsError(f"{source}: studies.{st.name}.methods: unknown method {name!r}; "
-                                  f"known: {', '.join(registry.names())}")
-            if not st.pretrain and registry.REGISTRY[name].warm_start:
-                raise ParamsError(f"{source}: studies.{st.name}.methods: {name!r} starts from the pretrain-LS "
-                                  f"checkpoint, which this study turns off (pretrain: false)")
-
-    for name, hparams in params["method"].items():
-        if name not in registry.REGISTRY:
-            raise ParamsError(f"{source}: method.{name}: unknown method; known: {', '.join(registry.names())}")
-        cls = registry.REGISTRY[name]
-        allowed = set(cls.hparam_names()) | ({"level"} if issubclass(cls, registry.Aggregator) else set())
-        unknown = set(hparams) - allowed
-        if unknown:
-            raise ParamsError(f"{source}: method.{name}: unknown hyper-parameter(s) {sorted(unknown)}; "
-                              f"known: {sorted(allowed)}")
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def load(path: str | Path = "params.yaml") -> dict:
@@ -226,7 +206,7 @@ def load(path: str | Path = "params.yaml") -> dict:
     if not path.exists():
         raise ParamsError(f"params file not found: {path}")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):

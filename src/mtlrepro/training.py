@@ -234,6 +234,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     method_log: list[Any] = field(default_factory=list)
     wall_time_s: float = 0.0
+    final_state: dict = field(default_factory=dict)  # model, optimizer, scheduler after the last epoch
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -253,8 +254,10 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, checkpoint_path: Path | None = None, init_state: dict | None = None,
         train_indices: Tensor | None = None, method_generator: torch.Generator | None = None,
-        progress_label: str = "train", log_every_epochs: Sequence[int] = ()) -> FitResult:
-    """Trains from cfg.start_epoch to cfg.epochs, keeping the weights of the best validation epoch.
+        progress_label: str = "train", log_every_epochs: Sequence[int] = (),
+        until_epoch: int | None = None) -> FitResult:
+    """Trains from cfg.start_epoch to cfg.epochs (or stops after `until_epoch`, the LS warm-up, with
+    the schedule still set for cfg.epochs), keeping the weights of the best validation epoch.
 
     init_state: a pretrain checkpoint (model, optimizer, scheduler) to continue from.
     checkpoint_path: written atomically after every epoch; if it exists, training resumes from it.
@@ -297,7 +300,7 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     val = val.to(device)
     stop_after = int(os.environ.get("MTLREPRO_STOP_AFTER_EPOCH", "-1"))
     t0 = time.perf_counter() - best.wall_time_s
-    bar = tqdm(range(start, cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
+    bar = tqdm(range(start, until_epoch or cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
                disable=os.environ.get("MTLREPRO_PROGRESS", "1") == "0")
     for epoch in bar:
         model.train()
@@ -336,6 +339,8 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
         if epoch + 1 == stop_after:
             raise Interrupted(f"stopped after epoch {epoch + 1} (MTLREPRO_STOP_AFTER_EPOCH)")
     bar.close()
+    best.final_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None}
     if best.best_epoch < 0:
         raise MTLReproError(f"{progress_label}: no epoch was trained (start {start} >= epochs {cfg.epochs})")
     return best

@@ -1,30 +1,24 @@
+import sys
+
 import yaml
 
-# A --configfile replaces params.yaml as a whole: the stages read that same file.
+# mtlrepro.params is the one definition of the grid: the studies expand into runs there.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from mtlrepro import checks, layout  # noqa: E402
+from mtlrepro import params as P  # noqa: E402
+
+# A --configfile replaces params.yaml as a whole: the stages read that same file. P.load checks it
+# (schema, duplicate keys, the studies' cross-checks) and names the key at fault before any job runs.
 PARAMS_FILE = str(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
-if workflow.overwrite_configfiles:
-    config.clear()
-    config.update(yaml.safe_load(open(PARAMS_FILE)))
+config.clear()
+config.update(P.load(PARAMS_FILE))
 validate(config, "../schemas/params.schema.json")
+checks.check_methods(config, PARAMS_FILE)
 
-SEEDS = config["seeds"]
-FRACTION = config["ablations"]["data_fraction"]
-ROBUST = config["ablations"]["robustness"]
-# Two grids (mtlrepro.params.Grid): the main one (`datasets` x `methods`, with the pretrain-LS stage)
-# and InfoMTL's study (`infomtl_study`, no warm start). A dataset belongs to one grid.
-MAIN = {"datasets": config["datasets"], "methods": config["methods"], "fractions": FRACTION["fractions"],
-        "data_fraction": FRACTION["methods"], "robustness": ROBUST["methods"], "pretrain": True}
-STUDY = config["infomtl_study"]
-INFOMTL = {"datasets": STUDY["datasets"], "methods": STUDY["methods"],
-           "fractions": STUDY["ablations"]["data_fraction"]["fractions"],
-           "data_fraction": STUDY["ablations"]["data_fraction"]["methods"],
-           "robustness": STUDY["ablations"]["robustness"]["methods"], "pretrain": False}
-GRIDS = [MAIN, INFOMTL]
-DATASETS = [d for g in GRIDS for d in g["datasets"]]
-
-
-def grid(dataset):
-    return next(g for g in GRIDS if dataset in g["datasets"])
+STUDIES = {s.name: s for s in P.studies(config)}
+DATASETS = P.all_datasets(config)
+RUNS = P.train_runs(config)
+WARM_START = checks.warm_start_methods()
 
 
 wildcard_constraints:
@@ -32,6 +26,7 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     fraction="[0-9]+",
     seed="[0-9]+",
+    study="[a-z0-9][a-z0-9_-]*",
 
 
 def dataset_params(wildcards, *keys):
@@ -40,34 +35,27 @@ def dataset_params(wildcards, *keys):
     return {key: block[key] for key in keys}
 
 
-def train_runs(dataset):
-    """(method, fraction, seed) of every training run of a dataset: the main grid at 100% and
-    the data-fraction ablation."""
-    g = grid(dataset)
-    runs = [(m, 100, s) for m in g["methods"] for s in SEEDS]
-    runs += [(m, f, s) for m in g["data_fraction"] for f in g["fractions"] for s in SEEDS]
-    return runs
-
-
-def robustness_files(dataset):
-    return [f"metrics/robustness/{dataset}/{m}/seed{s}.json" for m in grid(dataset)["robustness"] for s in SEEDS]
-
-
-def pretrain_dirs():
-    """Pretrain-LS checkpoints of the main grid, at every fraction (dvc.yaml builds them all)."""
-    return expand("models/pretrain/{dataset}/pct{fraction}/seed{seed}", dataset=MAIN["datasets"],
-                  fraction=[100, *FRACTION["fractions"]], seed=SEEDS)
+def run_of(wildcards):
+    return P.Run(wildcards.dataset, wildcards.method, int(wildcards.fraction), int(wildcards.seed))
 
 
 def pretrain_input(wildcards):
-    if not grid(wildcards.dataset)["pretrain"]:
+    """Only warm-start methods start from the pretrain-LS checkpoint."""
+    if wildcards.method not in WARM_START:
         return []
-    return f"models/pretrain/{wildcards.dataset}/pct{wildcards.fraction}/seed{wildcards.seed}"
+    return layout.pretrain(P.pretrain_of(run_of(wildcards)))
 
 
-def eval_files(dataset):
-    return [f"metrics/eval/{dataset}/{m}/pct{f}/seed{s}.json" for m, f, s in train_runs(dataset)]
+def reference_inputs(wildcards):
+    st = STUDIES[wildcards.study]
+    return [layout.evaluation(P.Run(wildcards.dataset, st.reference, 100, s)) for s in st.seeds]
 
 
-def train_logs(dataset):
-    return [f"metrics/train_logs/{dataset}/{m}/pct{f}/seed{s}.json" for m, f, s in train_runs(dataset)]
+def study_inputs(wildcards):
+    st = STUDIES[wildcards.study]
+    return {
+        "evals": [layout.evaluation(r) for r in st.runs()],
+        "logs": [layout.train_log(r) for r in st.runs()],
+        "references": [layout.reference(st.name, d) for d in st.datasets],
+        "robustness": [layout.robustness(r) for r in st.robustness_runs()],
+    }

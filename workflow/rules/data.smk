@@ -9,7 +9,8 @@ rule download:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro download --params {params.params_file} --dataset {wildcards.dataset} --out {output} 2> {log}"
+        "python -m mtlrepro download --params {params.params_file:q} --dataset {wildcards.dataset} --out {output:q}"
+        " 2> {log:q}"
 
 
 rule validate:
@@ -25,8 +26,8 @@ rule validate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro validate --params {params.params_file} --dataset {wildcards.dataset} --raw {input}"
-        " --out-json {output.json} --out-html {output.html} 2> {log}"
+        "python -m mtlrepro validate --params {params.params_file:q} --dataset {wildcards.dataset} --raw {input:q}"
+        " --out-json {output.json:q} --out-html {output.html:q} 2> {log:q}"
 
 
 rule preprocess:
@@ -44,5 +45,5 @@ rule preprocess:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro preprocess --params {params.params_file} --dataset {wildcards.dataset} --raw {input.raw}"
-        " --validation {input.validation} --out {output} 2> {log}"
+        "python -m mtlrepro preprocess --params {params.params_file:q} --dataset {wildcards.dataset}"
+        " --raw {input.raw:q} --validation {input.validation:q} --out {output:q} 2> {log:q}"

@@ -13,26 +13,9 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro evaluate --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
+        "python -m mtlrepro evaluate --params {params.params_file:q} --threads {threads} --dataset {wildcards.dataset}"
         " --method {wildcards.method} --fraction {wildcards.fraction} --seed {wildcards.seed}"
-        " --processed {input.processed} --model {input.model} --out {output} 2> {log}"
-
-
-rule reference:
-    input:
-        expand("metrics/eval/{{dataset}}/stl/pct100/seed{seed}.json", seed=SEEDS),
-    output:
-        "metrics/reference/{dataset}.json",
-    params:
-        params_file=PARAMS_FILE,
-        seeds=SEEDS,
-    log:
-        "logs/reference/{dataset}.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m mtlrepro reference --params {params.params_file} --dataset {wildcards.dataset}"
-        " --evals metrics/eval/{wildcards.dataset}/stl/pct100 --out {output} 2> {log}"
+        " --processed {input.processed:q} --model {input.model:q} --out {output:q} 2> {log:q}"
 
 
 rule robustness:
@@ -44,13 +27,29 @@ rule robustness:
     params:
         params_file=PARAMS_FILE,
         model=lambda w: dataset_params(w, "model"),
-        robustness=ROBUST,
+        robustness=config["ablations"]["robustness"],
     threads: 1
     log:
         "logs/robustness/{dataset}/{method}/seed{seed}.log",
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro robustness --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
-        " --method {wildcards.method} --seed {wildcards.seed} --processed {input.processed}"
-        " --model {input.model} --out {output} 2> {log}"
+        "python -m mtlrepro robustness --params {params.params_file:q} --threads {threads} --dataset {wildcards.dataset}"
+        " --method {wildcards.method} --seed {wildcards.seed} --processed {input.processed:q}"
+        " --model {input.model:q} --out {output:q} 2> {log:q}"
+
+
+rule reference:
+    input:
+        reference_inputs,
+    output:
+        "metrics/reference/{study}/{dataset}.json",
+    params:
+        params_file=PARAMS_FILE,
+    log:
+        "logs/reference/{study}/{dataset}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m mtlrepro reference --params {params.params_file:q} --study {wildcards.study}"
+        " --dataset {wildcards.dataset} --evals {input:q} --out {output:q} 2> {log:q}"

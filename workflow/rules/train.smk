@@ -6,7 +6,7 @@ rule pretrain:
     params:
         params_file=PARAMS_FILE,
         cfg=lambda w: dataset_params(w, "model", "train"),
-        fraction_seed=FRACTION["seed"],
+        fraction_seed=config["ablations"]["data_fraction"]["seed"],
     threads: 1
     resources:
         gpu=1,
@@ -17,8 +17,8 @@ rule pretrain:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro pretrain --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
-        " --fraction {wildcards.fraction} --seed {wildcards.seed} --processed {input} --out {output} 2> {log}"
+        "python -m mtlrepro pretrain --params {params.params_file:q} --threads {threads} --dataset {wildcards.dataset}"
+        " --fraction {wildcards.fraction} --seed {wildcards.seed} --processed {input:q} --out {output:q} 2> {log:q}"
 
 
 rule train:
@@ -32,8 +32,8 @@ rule train:
         params_file=PARAMS_FILE,
         cfg=lambda w: dataset_params(w, "model", "train"),
         method=lambda w: config["method"][w.method],
-        fraction_seed=FRACTION["seed"],
-        pretrain=lambda w, input: f" --pretrain {input.pretrain}" if input.pretrain else "",
+        fraction_seed=config["ablations"]["data_fraction"]["seed"],
+        pretrain=lambda w, input: f" --pretrain '{input.pretrain}'" if input.pretrain else "",
     threads: 1
     resources:
         gpu=1,
@@ -44,7 +44,6 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m mtlrepro train --params {params.params_file} --threads {threads} --dataset {wildcards.dataset}"
+        "python -m mtlrepro train --params {params.params_file:q} --threads {threads} --dataset {wildcards.dataset}"
         " --method {wildcards.method} --fraction {wildcards.fraction} --seed {wildcards.seed}"
-        " --processed {input.processed}{params.pretrain} --out {output.model}"
-        " --log {output.log} 2> {log}"
+        " --processed {input.processed:q}{params.pretrain} --out {output.model:q} --log {output.log:q} 2> {log:q}"

@@ -1,0 +1,47 @@
+"""The data stages: download, validate, preprocess. Each reads only the paths it is given and
+writes only its outputs, atomically, each with a provenance record."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .. import data as datasets
+from .. import params as P
+from ..io import MTLReproError, atomic_dir, provenance, read_json, sha256_file, write_json
+from .common import dataset_config as _config
+from .common import require_dir as _require_dir
+
+
+
+def download(params: dict, dataset: str, out_dir: Path) -> None:
+    spec, config = datasets.get(dataset), _config(params, dataset)
+    t0 = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        manifest = spec.download(config, tmp)
+        manifest["files"] = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
+        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / "provenance.json", provenance(P.dataset_slice(params, dataset), stage="download",
+                                                       wall_time_s=time.perf_counter() - t0))
+
+
+def validate(params: dict, dataset: str, raw_dir: Path, out_json: Path, out_html: Path) -> None:
+    from ..validation import validate as run_suite
+
+    _config(params, dataset)
+    run_suite(dataset, _require_dir(raw_dir, "raw data folder"), out_json, out_html, params=None)
+
+
+def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path, out_dir: Path) -> None:
+    spec, config = datasets.get(dataset), _config(params, dataset)
+    report = read_json(validation_json)
+    if not report.get("success"):
+        raise MTLReproError(f"{validation_json}: validation of {dataset} did not succeed; not preprocessing")
+    _require_dir(raw_dir, "raw data folder")
+    t0 = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        splits = spec.preprocess(config, params["split_seed"], raw_dir, tmp)
+        files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
+        write_json(tmp / "split.json", {"dataset": dataset, "split_seed": params["split_seed"],
+                                        "splits": splits, "files_sha256": files})
+        write_json(tmp / "provenance.json", provenance(P.dataset_slice(params, dataset), stage="preprocess",
+                                                       wall_time_s=time.perf_counter() - t0))

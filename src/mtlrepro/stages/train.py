@@ -1,0 +1,198 @@
+"""The training stages: pretrain (the LS warm-up) and train (one dataset x method x fraction x seed)."""
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .. import data as datasets
+from .. import methods as method_registry
+from .. import params as P
+from ..io import MTLReproError, atomic_dir, provenance, write_json
+from ..training import (TrainConfig, build_method, derived_seed, fit, method_generator, resolve_device,
+                        seed_everything)
+from .common import dataset_config as _config
+from .common import require_dir as _require_dir
+
+
+
+def _load_splits(spec, config, processed_dir: Path, names: Sequence[str]):
+    _require_dir(processed_dir, "processed data folder")
+    return [spec.load(config, processed_dir, name) for name in names]
+
+
+def _task_sizes(split) -> list[int]:
+    return (~torch.isnan(split.targets)).sum(0).tolist()
+
+
+def _train_indices(params: dict, n: int, fraction: int):
+    return datasets.nested_subset(n, fraction, params["ablations"]["data_fraction"]["seed"])
+
+
+@dataclass
+class _Inputs:
+    """What every training stage reads: the dataset's spec and config, its splits, the run's subset."""
+    spec: Any
+    config: dict
+    tasks: list
+    train: Any
+    val: Any
+    indices: Any
+    device: torch.device
+
+
+def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, device_name: str | None) -> _Inputs:
+    spec, config = datasets.get(dataset), _config(params, dataset)
+    train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
+    return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction),
+                   resolve_device(device_name or params["device"]))
+
+
+def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, seed: int, out_dir: Path,
+             device_name: str | None = None) -> None:
+    """The linear-scalarisation warm-up: `fit` of LS stopped after `pretrain_epochs`, with its optimiser
+    and scheduler state, so a warm-start method continues the same schedule."""
+    inp = _inputs(params, dataset, processed_dir, fraction, device_name)
+    seed_everything(seed)
+    model = inp.spec.build_model(inp.config, inp.tasks)
+    n_epochs = inp.config["train"]["pretrain_epochs"]
+    method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp.train))
+    t0 = time.perf_counter()
+    result = fit(model, method, inp.tasks, inp.train, inp.val, TrainConfig.from_params(inp.config["train"], seed),
+                 inp.device, train_indices=inp.indices, until_epoch=n_epochs,
+                 progress_label=f"{dataset}/pretrain/pct{fraction}/seed{seed}")
+    with atomic_dir(out_dir) as tmp:
+        torch.save({**result.final_state, "epoch": n_epochs}, tmp / "checkpoint.pt")
+        write_json(tmp / "provenance.json", provenance(
+            {**P.dataset_slice(params, dataset), "fraction": fraction}, stage="pretrain", seed=seed,
+            device=str(inp.device), epochs=n_epochs, wall_time_s=time.perf_counter() - t0))
+
+
+def _check_listed(params: dict, dataset: str, method: str) -> None:
+    if not any(dataset in s.datasets and method in s.methods for s in P.studies(params)):
+        raise MTLReproError(f"method {method!r} on {dataset!r} is in no study: list both in one of "
+                            f"studies.{{{', '.join(params['studies'])}}}")
+
+
+def _fit_stl(inp: _Inputs, hparams: dict, seed: int, resume_dir: Path, label: str) -> dict:
+    """STL: one single-task `fit` per task, each with the whole budget and its own seed."""
+    results = []
+    for k, task in enumerate(inp.tasks):
+        seed_everything(derived_seed(seed, k))
+        model = inp.spec.build_model(inp.config, [task])
+        gen = method_generator(derived_seed(seed, k), inp.device)
+        method = build_method("stl", hparams, [task], gen, _task_sizes(inp.train)[k:k + 1])
+        results.append(fit(model, method, [task], _select_task(inp.train, k), _select_task(inp.val, k),
+                           TrainConfig.from_params(inp.config["train"], derived_seed(seed, k)), inp.device,
+                           checkpoint_path=resume_dir / f"task{k}.pt", train_indices=inp.indices,
+                           method_generator=gen, progress_label=f"{label}/{task.name}"))
+    return {"checkpoint": {"kind": "stl", "states": [r.best_state for r in results],
+                           "tasks": [t.name for t in inp.tasks]},
+            "history": {t.name: r.history for t, r in zip(inp.tasks, results)},
+            "best_epoch": [r.best_epoch for r in results], "method_log": []}
+
+
+def _warm_start(method_name: str, pretrain_dir: Path | None, device) -> dict:
+    if pretrain_dir is None:
+        raise MTLReproError(f"method {method_name!r} starts from the pretrain-LS checkpoint: pass --pretrain")
+    ckpt_path = _require_dir(pretrain_dir, "pretrain folder") / "checkpoint.pt"
+    if not ckpt_path.exists():
+        raise MTLReproError(f"missing pretrain checkpoint: {ckpt_path}")
+    return torch.load(ckpt_path, map_location=device, weights_only=False)
+
+
+def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, pretrain_dir: Path | None,
+             resume_dir: Path, label: str) -> dict:
+    seed_everything(seed)
+    model = inp.spec.build_model(inp.config, inp.tasks)
+    gen = method_generator(seed, inp.device)
+    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp.train))
+    install_heads(model, method, inp.tasks)
+    cfg = TrainConfig.from_params(inp.config["train"], seed)
+    init = _warm_start(method_name, pretrain_dir, inp.device) if method.warm_start else None
+    start = init["epoch"] if init else 0
+    result = fit(model, method, inp.tasks, inp.train, inp.val, cfg, inp.device,
+                 checkpoint_path=resume_dir / "run.pt", init_state=init, train_indices=inp.indices,
+                 method_generator=gen, progress_label=label,
+                 log_every_epochs=sorted({start + 1, (cfg.epochs + start) // 2, cfg.epochs}))
+    return {"checkpoint": {"kind": "mtl", "states": [result.best_state], "tasks": [t.name for t in inp.tasks]},
+            "history": result.history, "best_epoch": result.best_epoch, "method_log": result.method_log}
+
+
+def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
+          fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None = None) -> None:
+    _check_listed(params, dataset, method_name)
+    inp = _inputs(params, dataset, processed_dir, fraction, device_name)
+    hparams = P.method_hparams(params, method_name)
+    # the resume checkpoint sits beside the output, which a workflow manager deletes on failure
+    resume_dir = out_dir.parent / f".{out_dir.name}.resume"
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    label = f"{dataset}/{method_name}/pct{fraction}/seed{seed}"
+    t0 = time.perf_counter()
+    if method_registry.get(method_name).kind == "stl":
+        run = _fit_stl(inp, hparams, seed, resume_dir, label)
+    else:
+        run = _fit_mtl(inp, method_name, hparams, seed, pretrain_dir, resume_dir, label)
+    wall = time.perf_counter() - t0
+    record = {**P.dataset_slice(params, dataset), "method": method_name, "method_hparams": hparams,
+              "fraction": fraction, "seed": seed}
+    with atomic_dir(out_dir) as tmp:
+        torch.save(run["checkpoint"], tmp / "model.pt")
+        write_json(tmp / "provenance.json", provenance(record, stage="train", seed=seed, device=str(inp.device),
+                                                       best_epoch=run["best_epoch"], wall_time_s=wall))
+    write_json(log_path, {"dataset": dataset, "method": method_name, "fraction": fraction, "seed": seed,
+                          "tasks": [t.name for t in inp.tasks], "best_epoch": run["best_epoch"],
+                          "history": run["history"], "method_log": run["method_log"], "wall_time_s": wall,
+                          "provenance": provenance(record, stage="train", device=str(inp.device))})
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def _select_task(split, k: int):
+    """A view of a split with only task k's targets (STL)."""
+    view = copy.copy(split)
+    view.targets = split.targets[:, k:k + 1]
+    return view
+
+
+def method_for_heads(params: dict, method_name: str, tasks):
+    """The method object, rebuilt only so that it can rebuild its task heads for loading."""
+    hparams = P.method_hparams(params, method_name)
+    return build_method(method_name, hparams, tasks, torch.Generator(), [1] * len(tasks))
+
+
+def install_heads(model, method, tasks) -> None:
+    heads = method.build_heads(model.rep_dim, tasks)
+    if heads is not None:
+        if len(heads) != len(tasks):
+            raise MTLReproError(f"method {method.name!r} built {len(heads)} heads for {len(tasks)} tasks")
+        model.heads = heads
+
+
+def load_models(spec, config, tasks, model_dir: Path, device, method=None):
+    """[(model, task indices)] from a train output: one shared model, or one per task for STL."""
+    path = _require_dir(model_dir, "trained model folder") / "model.pt"
+    if not path.exists():
+        raise MTLReproError(f"missing trained model: {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:
+        raise MTLReproError(f"corrupt model file {path}: {err}") from None
+    if ckpt["tasks"] != [t.name for t in tasks]:
+        raise MTLReproError(f"{path}: tasks {ckpt['tasks']} do not match the dataset's {[t.name for t in tasks]}")
+    if ckpt["kind"] == "stl":
+        pairs = []
+        for k, state in enumerate(ckpt["states"]):
+            model = spec.build_model(config, [tasks[k]])
+            model.load_state_dict(state)
+            pairs.append((model.to(device).eval(), [k]))
+        return pairs
+    model = spec.build_model(config, tasks)
+    if method is not None:
+        install_heads(model, method, tasks)
+    model.load_state_dict(ckpt["states"][0])
+    return [(model.to(device).eval(), list(range(len(tasks))))]
