@@ -40,4 +40,4 @@ dry-run: env
 	source $(BIN)/activate && snakemake -n all
 
 clean-outputs:
-	rm -rf data/raw data/processed models metrics reports/validation reports/tables reports/figures reports/summary.json logs .snakemake
+	rm -rf data/raw data/processed models metrics logs .snakemake $(filter-out reports/.gitkeep,$(wildcard reports/*))

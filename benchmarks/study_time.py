@@ -48,19 +48,16 @@ def env(tmp: Path) -> dict:
 
 def full_grid_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["datasets"] = FULL_DATASETS
-    params["methods"] = FULL_METHODS
     params["method"] = {m: {} for m in FULL_METHODS + FULL_TEXT_METHODS}
     template = params["dataset"]["digits-mtl"]
     for name in FULL_DATASETS:
         params["dataset"].setdefault(name, copy.deepcopy(template))
-    params["ablations"]["data_fraction"]["fractions"] = [20, 40, 60, 80]
-    params["ablations"]["data_fraction"]["methods"] = ["ls", "nash_mtl", "bayesagg", "infomtl", "vmtl"]
-    params["ablations"]["robustness"]["methods"] = FULL_METHODS
-    params["infomtl_study"] = {
-        "datasets": FULL_TEXT_DATASETS, "methods": FULL_TEXT_METHODS,
-        "ablations": {"data_fraction": {"fractions": [20, 40, 60, 80], "methods": FULL_TEXT_METHODS[1:]},
-                      "robustness": {"methods": FULL_TEXT_METHODS}}}
+    params["studies"]["bayesagg"].update(datasets=FULL_DATASETS, methods=FULL_METHODS, ablations={
+        "data_fraction": {"fractions": [20, 40, 60, 80], "methods": ["ls", "nash_mtl", "bayesagg", "infomtl", "vmtl"]},
+        "robustness": {"methods": FULL_METHODS}})
+    params["studies"]["infomtl"].update(datasets=FULL_TEXT_DATASETS, methods=FULL_TEXT_METHODS, ablations={
+        "data_fraction": {"fractions": [20, 40, 60, 80], "methods": FULL_TEXT_METHODS[1:]},
+        "robustness": {"methods": FULL_TEXT_METHODS}})
     return params
 
 
@@ -74,16 +71,16 @@ def dry_run(repeats: int = 3) -> tuple[float, int]:
                                  capture_output=True, text=True)
             times.append(time.perf_counter() - t0)
             if out.returncode != 0:
-                sys.exit(out.stderr[-3000:])
+                sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
             total = [line for line in out.stdout.splitlines() if line.startswith("total")]
             jobs = int(total[0].split()[1]) if total else 0
     return min(times), jobs
 
 
 def restricted(params: dict, methods: list[str] | None) -> dict:
-    """The default study with only some methods in both grids (ablations keep the ones still there)."""
+    """The default study with only some methods in every study (ablations keep the ones still there)."""
     if methods:
-        for grid in (params, params["infomtl_study"]):
+        for grid in params["studies"].values():
             grid["methods"] = [m for m in grid["methods"] if m in methods]
             for group in ("data_fraction", "robustness"):
                 ablation = grid["ablations"][group]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import CI_PARAMS
-from tests.workflow_utils import BIN, copy_workflow, tool_env
+from tests.workflow_utils import BIN, copy_workflow, tool_env, write_dvc_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -30,29 +30,32 @@ def git_repo(work):
 def check_tables(work, params):
     from mtlrepro import params as P
 
-    tables = work / "reports" / "tables"
-    summary = json.loads((work / "reports" / "summary.json").read_text())
-    for grid in P.grids(params):
-        for dataset in grid.datasets:
-            check_dataset(work, params, grid, dataset, tables, summary)
+    merged = json.loads((work / "reports" / "summary.json").read_text())
+    index = (work / "reports" / "index.md").read_text()
+    for study in P.studies(params):
+        tables = work / "reports" / study.name / "tables"
+        summary = json.loads((work / "reports" / study.name / "summary.json").read_text())
+        assert merged[study.name] == summary and f"{study.name}/tables/" in index
+        for dataset in study.datasets:
+            check_dataset(work, study, dataset, tables, summary)
 
 
-def check_dataset(work, params, grid, dataset, tables, summary):
+def check_dataset(work, grid, dataset, tables, summary):
     main = (tables / f"{dataset}_main.md").read_text()
     for method in grid.methods:
         assert f"{method}" in main.lower()
     assert (tables / f"{dataset}_main.tex").read_text().count("\\\\") >= len(grid.methods)
     assert summary[dataset]["stl"]["delta_m"] == 0.0
     assert set(summary[dataset]) == set(grid.methods)
-    figures = ["delta_m", "training"] + ["data_fraction"] * bool(grid.fractions and grid.data_fraction_methods)
+    figures = ["delta_m", "training"] + ["data_fraction"] * bool(grid.ablation_fractions)
     for figure in figures + ["robustness"] * bool(grid.robustness_methods):
-        png = work / "reports" / "figures" / f"{dataset}_{figure}.png"
+        png = work / "reports" / grid.name / "figures" / f"{dataset}_{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tables / f"{dataset}_representation.csv").exists()
     # Delta_m really is measured against the stored STL reference
-    reference = json.loads((work / "metrics" / "reference" / f"{dataset}.json").read_text())
+    reference = json.loads((work / "metrics" / "reference" / grid.name / f"{dataset}.json").read_text())
     ls = [json.loads((work / "metrics" / "eval" / dataset / "ls" / "pct100" / f"seed{s}.json").read_text())
-          for s in params["seeds"]]
+          for s in grid.seeds]
     for ev in ls:  # InfoMTL's representation quality: uniformity is a log-mean of exp(-t d^2) <= 0
         assert ev["representation"]["uniformity"] <= 0.0
     deltas = []
@@ -64,7 +67,7 @@ def check_dataset(work, params, grid, dataset, tables, summary):
             terms.append(sign * (value - ref["mean"]) / ref["mean"])
         deltas.append(100 * sum(terms) / len(terms))
     assert summary[dataset]["ls"]["delta_m"] == pytest.approx(sum(deltas) / len(deltas), rel=1e-4, abs=1e-6)
-    if grid.name == "infomtl_study":  # Avg and Delta_p over EW (= ls) as well
+    if grid.baseline == "ls":  # Avg and Delta_p over EW (= ls) as well
         assert summary[dataset]["ls"]["delta_p"] == pytest.approx(0.0, abs=1e-9)
         avg = [sum(ev["tasks"][t]["metrics"][ev["tasks"][t]["primary"]] for t in ev["task_order"])
                / len(ev["task_order"]) for ev in ls]
@@ -82,6 +85,12 @@ def test_snakemake_then_dvc_adopts_the_outputs(tmp_path):
     assert prov["params"]["config"] == params["dataset"]["qm9"]
     # nothing left to do, and a second run is a no-op
     assert "Nothing to be done" in sh([str(BIN / "snakemake"), "--cores", "2", "all"], work)
+    # Snakemake's own HTML report holds every study's tables and figures, by study
+    sh([str(BIN / "snakemake"), "--report", "reports/study.html"], work)
+    html = (work / "reports" / "study.html").read_text(errors="replace")
+    for study in params["studies"]:
+        assert study in html
+    assert "digits-mtl_main.md" in html and "qm9_delta_m.png" in html
     # one command adopts the Snakemake outputs into DVC, which then sees the pipeline up to date
     git_repo(work)
     sh([str(BIN / "dvc"), "commit", "--force", "--quiet"], work)
@@ -91,11 +100,12 @@ def test_snakemake_then_dvc_adopts_the_outputs(tmp_path):
 
 def test_dvc_repro_exp_and_remote(tmp_path):
     params = yaml.safe_load(CI_PARAMS.read_text())
-    params["datasets"] = ["digits-mtl"]
-    params["infomtl_study"]["datasets"] = []  # Snakemake's test runs it; DVC runs the same stages here
+    params["studies"]["bayesagg"]["datasets"] = ["digits-mtl"]
+    del params["studies"]["infomtl"]  # Snakemake's test runs it; DVC runs the same stages here
     params["seeds"] = [0]
     work = copy_workflow(tmp_path / "study")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_dvc_yaml(work)
     git_repo(work)
     sh([str(BIN / "dvc"), "repro", "--quiet"], work)
     check_tables(work, params)
@@ -107,7 +117,7 @@ def test_dvc_repro_exp_and_remote(tmp_path):
     diff = sh([str(BIN / "dvc"), "params", "diff"], work)
     assert "dataset.digits-mtl.train.lr" in diff and "0.003" in diff and "0.01" in diff
     status = sh([str(BIN / "dvc"), "status"], work)
-    assert "train@digits-mtl-ls-0" in status and "download@digits-mtl" not in status
+    assert "train@digits-mtl-ls-pct100-seed0" in status and "download@digits-mtl" not in status
     sh("git checkout -q params.yaml", work)
     # an experiment with one value changed, compared in `dvc exp show`
     sh([str(BIN / "dvc"), "exp", "run", "--quiet", "-S", "dataset.digits-mtl.train.epochs=4", "--name", "longer"], work)
@@ -116,7 +126,7 @@ def test_dvc_repro_exp_and_remote(tmp_path):
     # push to the local remote, lose the outputs, pull them back without recomputing
     sh([str(BIN / "dvc"), "push", "--quiet"], work)
     shutil.rmtree(work / "models")
-    shutil.rmtree(work / "reports" / "tables")
+    shutil.rmtree(work / "reports" / "bayesagg" / "tables")
     sh([str(BIN / "dvc"), "pull", "--quiet"], work)
-    assert (work / "reports" / "tables" / "digits-mtl_main.md").exists()
+    assert (work / "reports" / "bayesagg" / "tables" / "digits-mtl_main.md").exists()
     assert "up to date" in sh([str(BIN / "dvc"), "status"], work)

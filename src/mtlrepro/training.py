@@ -354,17 +354,15 @@ def method_weights(model, method: Method, val: Split) -> dict | None:
     """What a method weighs the tasks by, for a log: BayesAgg-MTL's per-task, per-dimension
     weights on a fixed probe of validation examples (the paper's Figure 3), else the task
     weights of the method's last step."""
-    probe = getattr(method, "weights_for", None)
-    if callable(probe):
+    if method.per_dimension_weights:
         inputs, targets = val.batch(torch.arange(min(PROBE_EXAMPLES, len(val))))
         was_training = model.training
         model.eval()
         h = model.encode(inputs)
         model.train(was_training)
-        w = probe(h, targets, model.heads, reduce="none")
+        w = method.weights_for(h, targets, model.heads, reduce="none")
         return {"kind": "per_dimension", "weights": w.float().cpu().tolist()}  # [K, probe, d]
-    last = getattr(method, "last_weights", None)
-    w = last() if callable(last) else None
+    w = method.last_weights()
     return None if w is None else {"kind": "per_task", "weights": w.detach().float().cpu().tolist()}
 
 

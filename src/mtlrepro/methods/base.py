@@ -63,6 +63,14 @@ class Method:
     def end_epoch(self, mean_losses: Tensor) -> None:
         """Called with the epoch's mean training loss per task (DWA, IGBv2 use it)."""
 
+    def last_weights(self) -> Tensor | None:
+        """The task weights [K] of the last step, for the training log; None for a method without."""
+        return None
+
+    # Methods that weigh each example and dimension (BayesAgg-MTL) log those weights instead:
+    # `weights_for(h, targets, heads, reduce="none") -> [K, B, d]` on a fixed validation probe.
+    per_dimension_weights: ClassVar[bool] = False
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

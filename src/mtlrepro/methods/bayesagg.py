@@ -62,6 +62,7 @@ _DEFAULTS: dict[str, Any] = {
 class BayesAgg(Aggregator):
     name = "bayesagg"
     warm_start = True
+    per_dimension_weights = True
     default_level = "representation"
 
     @classmethod
