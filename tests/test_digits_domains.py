@@ -30,7 +30,7 @@ def domains_params(domains=DOMAINS, **sizes) -> dict:
              "train": {"epochs": 2, "pretrain_epochs": 1, "batch_size": 32, "lr": 1.0e-3, "weight_decay": 0.0,
                        "scheduler": {"name": "none"}}}
     params["dataset"]["digits-domains"] = block
-    params["datasets"] = ["digits-domains"]
+    params["studies"]["bayesagg"]["datasets"] = ["digits-domains"]
     return P.validate(params)
 
 

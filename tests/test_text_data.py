@@ -28,8 +28,7 @@ def text_params(**blocks) -> dict:
     params["device"] = "cpu"
     params["seeds"] = [0]
     params["dataset"].update(copy.deepcopy(blocks))
-    params["datasets"] = list(blocks)
-    params["infomtl_study"]["datasets"] = []  # the blocks run in the main grid here
+    params["studies"]["infomtl"]["datasets"] = list(blocks)
     return P.validate(params)  # the schema accepts the blocks
 
 

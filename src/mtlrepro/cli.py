@@ -66,9 +66,9 @@ STAGES = {
                       "Great Expectations suite on the raw data"),
     "preprocess": Stage("stages.data:preprocess", ("dataset", "raw", "validation", "out"),
                         "splits, normalisation statistics, Parquet"),
-    "pretrain": Stage("stages.train:pretrain", ("dataset", "processed", "fraction", "seed", "out", "device"),
+    "pretrain": Stage("stages.fit:pretrain", ("dataset", "processed", "fraction", "seed", "out", "device"),
                       "linear-scalarisation warm-up checkpoint"),
-    "train": Stage("stages.train:train", ("dataset", "method", "processed", "pretrain", "fraction", "seed", "out",
+    "train": Stage("stages.fit:train", ("dataset", "method", "processed", "pretrain", "fraction", "seed", "out",
                                           "log", "device"), "train one dataset x method x fraction x seed"),
     "evaluate": Stage("stages.eval:evaluate", ("dataset", "method", "processed", "model", "fraction", "seed", "out",
                                                "device"), "per-task test metrics of a trained model"),
@@ -86,7 +86,7 @@ STAGES = {
 }
 
 
-TORCH_STAGES = ("stages.train", "stages.eval")  # the modules whose stages run models
+TORCH_STAGES = ("stages.fit", "stages.eval")  # the modules whose stages run models
 
 
 def build_parser() -> argparse.ArgumentParser:

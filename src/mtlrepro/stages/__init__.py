@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {"download": "data", "validate": "data", "preprocess": "data",
-          "pretrain": "train", "train": "train", "install_heads": "train", "load_models": "train",
+          "pretrain": "fit", "train": "fit", "install_heads": "fit", "load_models": "fit",
           "evaluate": "eval", "robustness": "eval", "reference": "results", "aggregate": "results",
           "report": "results"}
 

@@ -12,7 +12,7 @@ from ..io import provenance, write_json
 from ..training import derived_seed, predict, resolve_device
 from .common import dataset_config as _config
 from .common import require_dir as _require_dir
-from .train import _load_splits, load_models, method_for_heads
+from .fit import _load_splits, load_models, method_for_heads
 
 
 
