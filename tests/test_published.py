@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtlrepro import published
-from mtlrepro.published import COUNTERPARTS, PAPER_NAMES, PAPERS, TABLES
+from mtlrepro.published import INFOMTL_NAMES, PAPER_NAMES, PAPERS, STUDIES, TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 # the plain-text copies of the papers (shared/seeds/ beside or inside the checkout)
@@ -112,12 +112,21 @@ def test_tables_are_well_formed():
             assert entry.label, (key, method)
             if method in PAPER_NAMES and not table.key.startswith("bayesagg_runtime"):
                 assert entry.label == PAPER_NAMES[method] or table.paper != "bayesagg", (key, method)
-    for ds, cp in COUNTERPARTS.items():
-        assert cp.dataset == ds and cp.table in TABLES and cp.ours in ("delta_m", "accuracy_pct")
-    assert COUNTERPARTS["qm9"].same_dataset and not COUNTERPARTS["digits-mtl"].same_dataset
-    assert published.counterpart("reg") is None
+    for study, by_dataset in STUDIES.items():
+        for ds, cp in by_dataset.items():
+            assert cp.dataset == ds and cp.table in TABLES and cp.ours in ("delta_m", "accuracy_pct"), study
+    bayesagg = published.counterparts("bayesagg")
+    assert list(bayesagg) == ["qm9", "digits-mtl"] and published.counterparts("infomtl") == {}
+    assert bayesagg["qm9"].same_dataset and not bayesagg["digits-mtl"].same_dataset
+    assert "reg" not in bayesagg
+    with pytest.raises(KeyError, match="known: bayesagg, infomtl"):
+        published.counterparts("nope")
     with pytest.raises(KeyError):
         published.table("nope")
+    # InfoMTL's names for the study's methods are the ones its tables print
+    info = TABLES["infomtl_tweeteval_avg_roberta"].entries
+    assert INFOMTL_NAMES["ls"] == info["ls"].label == "EW"
+    assert {INFOMTL_NAMES[m] for m in ("mt_vib", "vmtl", "hmtl", "infomtl")} <= set(info)
 
 
 # -------------------------------------------------------------------------- against the paper text

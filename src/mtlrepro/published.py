@@ -10,17 +10,18 @@ Values are as printed: means with the printed number of decimals, and the printe
 std over seeds) where there is one.  Methods are keyed by the study's method names (`METHODS` in
 params) where the paper's method is the same algorithm, otherwise by the paper's own name.
 
-`COUNTERPARTS` says which of our data sets is set side by side with which published table by the
-`aggregate` stage (``published_comparison.{md,csv}``); those comparisons are of orderings only,
-since our data sets are small subsets (or, for digits-mtl, a different data set altogether).
+`STUDIES` says, per study (the ``published`` key of a study in params), which of its data sets is
+set side by side with which published table in its report (``published_comparison.{md,csv}``);
+those comparisons are of orderings only, since our data sets are small subsets (or, for
+digits-mtl, a different data set altogether).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["Paper", "Entry", "PublishedTable", "Counterpart", "PAPERS", "PAPER_NAMES", "TABLES",
-           "COUNTERPARTS", "table", "counterpart"]
+__all__ = ["Paper", "Entry", "PublishedTable", "Counterpart", "PAPERS", "PAPER_NAMES", "INFOMTL_NAMES",
+           "TABLES", "STUDIES", "table", "counterparts"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ PAPER_NAMES: dict[str, str] = {
     "tw": "TW", "imtl_l": "IMTL-L", "mgda": "MGDA", "pcgrad": "PCGrad", "cagrad": "CAGrad",
     "imtl_g": "IMTL-G", "nash_mtl": "Nash-MTL", "igbv2": "IGBv2", "aligned_mtl": "Aligned-MTL-UB",
     "bayesagg": "BayesAgg-MTL",
+}
+
+# Study method name -> the name the InfoMTL paper's tables use (its EW is the study's LS).
+INFOMTL_NAMES: dict[str, str] = {
+    "ls": "EW", "mt_vib": "MT-VIB", "vmtl": "VMTL", "hmtl": "Hierarchical MTL", "infomtl": "InfoMTL",
 }
 
 
@@ -225,7 +231,7 @@ _add(PublishedTable(
              "Hierarchical MTL": Entry("Hierarchical MTL", -2.30), "InfoMTL": Entry("InfoMTL", 4.07)}))
 
 
-COUNTERPARTS: dict[str, Counterpart] = {
+_BAYESAGG_COUNTERPARTS = {
     "qm9": Counterpart(
         dataset="qm9", table="bayesagg_qm9_delta_m", ours="delta_m", same_dataset=True,
         description="QM9, the same molecules and regression targets"),
@@ -238,6 +244,13 @@ COUNTERPARTS: dict[str, Counterpart] = {
                      "CIFAR-MTL number is its 'accuracy in class assignment', so the scales differ too")),
 }
 
+# study key (params: studies.<name>.published) -> our data set -> its published counterpart.
+# InfoMTL's study has none: its TweetEval tables are not comparable with rotten-tomatoes.
+STUDIES: dict[str, dict[str, Counterpart]] = {
+    "bayesagg": _BAYESAGG_COUNTERPARTS,
+    "infomtl": {},
+}
+
 
 def table(key: str) -> PublishedTable:
     if key not in TABLES:
@@ -245,6 +258,8 @@ def table(key: str) -> PublishedTable:
     return TABLES[key]
 
 
-def counterpart(dataset: str) -> Counterpart | None:
-    """The published counterpart of one of our data sets, or None."""
-    return COUNTERPARTS.get(dataset)
+def counterparts(study: str) -> dict[str, Counterpart]:
+    """Our data set -> its published counterpart, for the study key `study` (a key of STUDIES)."""
+    if study not in STUDIES:
+        raise KeyError(f"no published study {study!r}; known: {', '.join(STUDIES)}")
+    return STUDIES[study]

@@ -1,0 +1,179 @@
+"""The papers' numbers (`mtlrepro.published`, each with its paper and table) beside ours, for the
+datasets of a study that have a counterpart under the study's ``published`` key: our Delta_m
+(qm9 vs QM9) or mean accuracy over tasks in % (digits-mtl vs CIFAR-MTL, a different and smaller
+dataset).  Ranks are competition ranks per column (1 = best, ties share the best rank).  Our runs
+use small subsets, so only orderings are comparable; the captions say so, with the sizes from
+params."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import params as P
+from .. import published
+from ..io import MTLReproError, sha256_file
+from .calibration import task_metric
+from .measures import STD_DDOF, competition_ranks, spearman
+from .table import Stat, csv_text, fmt, md_escape
+
+PUBLISHED_COMPARISON = "published_comparison"
+_CSV_HEADER = ["our_dataset", "published_dataset", "published_source", "published_metric", "our_metric",
+               "higher_is_better", "same_dataset", "method", "paper_method", "published_value", "published_std",
+               "published_by_definition", "published_rank", "ours_mean", "ours_std", "ours_n_seeds", "ours_rank"]
+
+
+@dataclass
+class Comparison:
+    dataset: str
+    counterpart: published.Counterpart
+    table: published.PublishedTable
+    rows: list[str]
+    published: dict[str, published.Entry]
+    ours: dict[str, Stat]
+    published_ranks: dict[str, int]
+    our_ranks: dict[str, int]
+    spearman: float | None
+    n_common: int
+
+
+def counterparts_of(study: P.Study) -> dict[str, published.Counterpart]:
+    """The study's datasets with a published counterpart (none without a ``published`` key)."""
+    if study.published is None:
+        return {}
+    try:
+        by_dataset = published.counterparts(study.published)
+    except KeyError:
+        raise MTLReproError(f"params: studies.{study.name}.published is {study.published!r}, which is not a "
+                            f"study of mtlrepro.published.STUDIES; known: {', '.join(published.STUDIES)}") from None
+    return {ds: by_dataset[ds] for ds in study.datasets if ds in by_dataset}
+
+
+def _ours(cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
+          delta_m: Mapping[str, Stat]) -> dict[str, Stat]:
+    if cp.ours == "delta_m":
+        return dict(delta_m)
+    if cp.ours == "accuracy_pct":
+        return {m: Stat([100.0 * float(np.mean([task_metric(ev, t, "accuracy", "published comparison")
+                                                 for t in ev["task_order"]])) for ev in evals])
+                for m, evals in main_evals.items()}
+    raise MTLReproError(f"published.STUDIES: {cp.dataset!r} has an unknown quantity {cp.ours!r}")
+
+
+def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
+               delta_m: Mapping[str, Stat]) -> Comparison:
+    """Rows: the study's methods in its order, then the paper's other methods in its table order."""
+    table = published.table(cp.table)
+    ours = _ours(cp, main_evals, delta_m)
+    rows = list(study.methods) + [m for m in table.entries if m not in study.methods]
+    pub = {m: table.entries[m] for m in rows if m in table.entries}
+    common = [m for m in rows if m in pub and m in ours]
+    return Comparison(
+        dataset=cp.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=ours,
+        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, table.higher_is_better),
+        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, table.higher_is_better),
+        spearman=spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
+        n_common=len(common))
+
+
+def sizes_text(params: Mapping, ds: str) -> str:
+    config = (params.get("dataset") or {}).get(ds) or {}
+    source = (config.get("source") or {}).get("kind")
+    split = config.get("split") or {}
+    if not split:
+        return "sizes not given in params"
+    fractions = all(isinstance(v, float) and v < 1 for v in split.values())
+    parts = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in split.items())
+    return (f"{source + ' source, ' if source else ''}split {parts}"
+            f"{' as fractions of the data set' if fractions else ' examples'}")
+
+
+def _our_metric_label(cp: published.Counterpart) -> str:
+    return {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)"}[cp.ours]
+
+
+def _published_text(entry: published.Entry, decimals: int) -> str:
+    if entry.by_definition:
+        return f"{entry.value:.{decimals}f} (by definition)"
+    text = f"{entry.value:.{decimals}f}"
+    if entry.std is None:
+        return text
+    std = f"{entry.std:g}"
+    return f"{text} ± {std if '.' in std else std + '.0'}"
+
+
+def _caption(c: Comparison, params: Mapping) -> str:
+    cp, t = c.counterpart, c.table
+    n_seeds = sorted({s.n for s in c.ours.values()})
+    kind = ("the same data set" if cp.same_dataset else
+            f"NOT the same data set: {c.dataset} is a different, smaller data set of the same kind as {t.dataset}")
+    return (
+        f"Not a replication at the paper's scale. Ours: {c.dataset}, {cp.description}; our runs use "
+        f"{sizes_text(params, c.dataset)}: the embedded default uses small subsets of the data. "
+        f"The paper's {t.dataset}: {t.data}. Absolute numbers therefore differ and are not "
+        f"comparable; only the orderings of the methods (the ranks) are. {c.dataset} vs "
+        f"{t.dataset}: {kind}."
+        + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
+        + f" Published: {t.source}, {t.metric}, as printed (± = std over {t.seeds} seeds)"
+        + (f"; {t.note}" if t.note else "")
+        + f". Ours: {_our_metric_label(cp)}, mean ± std (numpy ddof={STD_DDOF}) over "
+        f"{'/'.join(map(str, n_seeds))} seeds; our gradient-based methods act at the level set in "
+        f"params (by default the shared representation). Rank: 1 = best in its column "
+        f"({'higher' if t.higher_is_better else 'lower'} is better), ties share the best rank; "
+        f"— = not run here / not in the paper's table.")
+
+
+def _row_md(c: Comparison, m: str) -> str:
+    label = published.PAPER_NAMES.get(m)
+    name = f"{m} ({label})" if label and label != m else m
+    pub, ours = c.published.get(m), c.ours.get(m)
+    return "| " + " | ".join([
+        md_escape(name),
+        _published_text(pub, c.table.decimals) if pub else "—",
+        str(c.published_ranks[m]) if pub else "—",
+        fmt(ours, "fix2", " ± ") if ours else "—",
+        str(c.our_ranks[m]) if ours else "—"]) + " |"
+
+
+def comparison_md(c: Comparison, params: Mapping) -> str:
+    t = c.table
+    arrow = "↑" if t.higher_is_better else "↓"
+    header = ["Method", f"Published: {t.dataset}, {t.metric} {arrow}", "Rank",
+              f"Ours: {c.dataset}, {_our_metric_label(c.counterpart)} {arrow}", "Rank"]
+    lines = [f"## {c.dataset} ↔ {t.dataset} ({t.source})", "", f"*{md_escape(_caption(c, params))}*", "",
+             "| " + " | ".join(md_escape(h) for h in header) + " |", "|:---|---:|---:|---:|---:|"]
+    lines += [_row_md(c, m) for m in c.rows]
+    rho = "n/a (fewer than 3 methods or no spread)" if c.spearman is None else f"{c.spearman:.2f}"
+    lines += ["", f"Spearman rank correlation between the two columns over the {c.n_common} methods "
+                  f"on both sides: {rho}.", ""]
+    return "\n".join(lines)
+
+
+def comparison_rows(c: Comparison) -> list[list[Any]]:
+    rows = []
+    for m in c.rows:
+        pub, ours = c.published.get(m), c.ours.get(m)
+        rows.append([c.dataset, c.table.dataset, c.table.source, c.table.metric, _our_metric_label(c.counterpart),
+                     c.table.higher_is_better, c.counterpart.same_dataset, m,
+                     pub.label if pub else published.PAPER_NAMES.get(m, ""),
+                     pub.value if pub else "", pub.std if pub and pub.std is not None else "",
+                     pub.by_definition if pub else "", c.published_ranks.get(m, ""),
+                     ours.mean if ours else "", ours.std if ours else "", ours.n if ours else "",
+                     c.our_ranks.get(m, "")])
+    return rows
+
+
+def comparison_files(params: Mapping, comparisons: Sequence[Comparison],
+                     inputs: Mapping[str, str]) -> tuple[str, str, dict[str, str]]:
+    """The Markdown and CSV of a study's published-vs-ours sections, and their inputs (the
+    datasets' `inputs` and published.py)."""
+    md = ("# Published numbers side by side with ours\n\n"
+          "Each section sets one of our data sets beside the published table of its counterpart. "
+          "The embedded default trains on small subsets (sizes in each caption, from params), so "
+          "absolute numbers differ from the papers' and only the orderings of the methods are "
+          "comparable.\n\n" + "\n".join(comparison_md(c, params) for c in comparisons))
+    csv = csv_text(_CSV_HEADER, [row for c in comparisons for row in comparison_rows(c)])
+    source = Path(published.__file__)
+    return md, csv, {**inputs, str(source): sha256_file(source)}
