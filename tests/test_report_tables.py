@@ -11,9 +11,9 @@ import pytest
 from mtlrepro import params as P
 from mtlrepro import report
 from mtlrepro.report.table import LONG_FIELDS
-from tests.report_synthetic import (FRACTIONS, build_references, KINDS, METHODS, PNG_SIGNATURE, SEEDS, STRENGTHS, TASKS, all_outputs,
-                                    expected_delta, make_params, metric_value, perturbed, read_csv, run,
-                                    study_of, tree)  # noqa: F401  (tree: a fixture)
+from tests.report_synthetic import (FRACTIONS, KINDS, METHODS, PNG_SIGNATURE, SEEDS, STRENGTHS, TASKS, all_outputs,
+                                    build_references, expected_delta, make_params, metric_value, perturbed, read_csv,
+                                    run, study_of, tree)  # noqa: F401  (tree: a fixture)
 
 
 def outputs_of(d, params=None, **kwargs):
