@@ -62,7 +62,8 @@ def _vs_baseline(dataset, roles: N.Roles, kind, strengths, score: Table, robs, s
                  f"a higher score than {base}'s; {base} = 0), mean ± std (numpy ddof={STD_DDOF}) over "
                  f"{seeds} seeds. Best per column in bold."),
         columns=_strength_columns(strengths, score.columns[0].higher_is_better, "fix2"),
-        rows=list(score.rows), row_header="Method \\ strength", coords={"kind": kind, "quantity": "relative_to_baseline_pct"})
+        rows=list(score.rows), row_header="Method \\ strength",
+        coords={"kind": kind, "quantity": "relative_to_baseline_pct"})
     for s in strengths:
         key = f"s{s!r}"
         base_mean = score.cells[(method, key)].mean

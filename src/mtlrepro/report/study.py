@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .. import params as P
 from ..io import MTLReproError, sha256_file, write_json, write_sidecar, write_text
@@ -151,6 +151,7 @@ def _check_study(study: P.Study) -> None:
     for key in ("datasets", "methods", "seeds"):
         if not getattr(study, key):
             raise MTLReproError(f"params: studies.{study.name}.{key} is missing or empty")
+    counterparts_of(study)  # an unknown published key fails before any input is read
 
 
 def study_outputs(params: Mapping, study: P.Study, tables_dir: str | os.PathLike, figures_dir: str | os.PathLike,
