@@ -116,3 +116,33 @@ def test_device_and_dtype_follow_G(device):
     out = build("cagrad", 3).combine(G)
     assert out.device == G.device and out.dtype == torch.float32
     assert math.isfinite(float(out.norm()))
+
+
+@pytest.mark.parametrize("K,d", [(10, 8), (10, 64), (20, 64), (40, 64), (40, 512)])
+def test_primal_kkt_conditions_at_many_tasks(K, d):
+    # The optimality conditions of max_{|d - g0| <= rho} min_k g_k . d, checked without any solver:
+    # d - g0 = rho g_w / |g_w| for simplex weights w that only sit on the tasks attaining the min.
+    G = _random_G(100 + K + d, K, d) + 0.3 * torch.randn(1, d, dtype=torch.float64,
+                                                     generator=torch.Generator().manual_seed(K * d))
+    c = 0.4
+    method = build("cagrad", K, c=c, rescale=0)
+    direction = method.combine(G)
+    g0 = G.mean(0)
+    rho = c * float(g0.norm())
+    w = method.last_weights() - 1.0 / K  # rho w / |g_w|: the step's coefficients
+    assert float(w.min()) >= -1e-12
+    w = w.clamp_min(0) / w.clamp_min(0).sum()
+    g_w = w @ G
+    assert torch.allclose(direction - g0, rho * g_w / g_w.norm(), atol=1e-9 * float(G.norm(dim=1).max()))
+    gains = G @ direction
+    attained = gains[w > 1e-9]
+    assert float(attained.max() - gains.min()) <= 1e-8 * float(gains.abs().max())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_face_solver_matches_the_bracketing_solver(seed, monkeypatch):
+    K, d = [5, 10, 20, 40][seed % 4], [3, 64][seed % 2]
+    G = _random_G(200 + seed, K, d)
+    fast = combine("cagrad", G)
+    monkeypatch.setattr(cagrad_module, "FACE_ROUNDS", 0)  # straight to Brent's method
+    assert torch.allclose(fast, combine("cagrad", G), rtol=1e-9, atol=1e-12)

@@ -65,3 +65,33 @@ def test_device_and_dtype_follow_G(device):
     G = _random_G(1, 3, 20).float().to(device)
     out = build("imtl_g", 3).combine(G)
     assert out.device == G.device and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("K,d", [(10, 16), (20, 64), (40, 64), (40, 512)])
+def test_equal_projections_at_many_tasks(K, d):
+    G = _random_G(300 + K, K, d) + torch.randn(1, d, dtype=torch.float64, generator=torch.Generator().manual_seed(d))
+    d_ = combine("imtl_g", G)
+    projections = (G / G.norm(dim=1, keepdim=True)) @ d_
+    assert torch.allclose(projections, projections[0].expand(K), rtol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_direct_solve_matches_least_squares(seed, monkeypatch):
+    import mtlrepro.methods.imtl_g as imtl_g_module
+
+    G = _random_G(400 + seed, 3 + 7 * seed, 5 + 10 * seed)
+    direct = imtl_g_weights(gramian(G))
+    monkeypatch.setattr(imtl_g_module, "_well_posed_weights", lambda M, n: None)
+    assert torch.allclose(direct, imtl_g_weights(gramian(G)), rtol=1e-9, atol=1e-12)
+
+
+def test_duplicated_gradient_uses_least_squares():
+    # Two identical tasks make the system singular: the least-squares path splits their weight.
+    G = _random_G(7, 3, 6)
+    G = torch.cat([G, G[:1]])
+    w = imtl_g_weights(gramian(G))
+    assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-10
+    assert abs(float(w[0] - w[3])) < 1e-8
+    d = w @ G
+    projections = (G / G.norm(dim=1, keepdim=True)) @ d
+    assert torch.allclose(projections, projections[0].expand(4), rtol=1e-8)

@@ -45,6 +45,13 @@ def _affine_minimizer(gram: np.ndarray) -> np.ndarray:
     return mu / mu.sum()
 
 
+def _two_point_weights(gram: np.ndarray) -> np.ndarray:
+    """argmin over t in [0, 1] of |t g_1 + (1 - t) g_2|^2."""
+    curvature = gram[0, 0] + gram[1, 1] - 2 * gram[0, 1]  # |g_1 - g_2|^2
+    t = 1.0 if curvature <= 0 else min(1.0, max(0.0, (gram[1, 1] - gram[0, 1]) / curvature))
+    return np.array([t, 1.0 - t])
+
+
 def min_norm_weights(gram: Tensor, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
     """Simplex weights w minimising w^T gram w (Wolfe's algorithm). Returns float64 CPU (K,)."""
     gram = gram.to(device="cpu", dtype=torch.float64).numpy()
@@ -53,6 +60,8 @@ def min_norm_weights(gram: Tensor, tol: float = 1e-12, max_iter: int | None = No
     if scale <= 0:  # every gradient is zero: any point is the min-norm one
         return torch.full((K,), 1.0 / K, dtype=torch.float64)
     gram = gram / scale  # so that `tol` is relative to the largest squared gradient norm
+    if K == 2:  # the segment's closest point to 0, in closed form
+        return torch.from_numpy(_two_point_weights(gram))
     max_iter = max_iter or 50 * K + 100
 
     support = [int(gram.diagonal().argmin())]
