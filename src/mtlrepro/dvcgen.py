@@ -114,7 +114,7 @@ def _data_stages(params: dict) -> dict:
 
 def _training_stages(params: dict) -> dict:
     d, m, f, s = "${item.dataset}", "${item.method}", "${item.fraction}", "${item.seed}"
-    run = P.Run(d, m, f, s)  # the layout of a run, with DVC's placeholders for its fields
+    run = P.Run(d, m, f, s)  # a run's paths, with DVC's ${item.*} references for its fields
     pre = layout.pretrain(P.Pretrain(d, f, s))
     proc = layout.processed(d)
     model_params = ["device", f"dataset.{d}.model", f"dataset.{d}.train", "ablations.data_fraction.seed"]
