@@ -12,9 +12,12 @@ import torch
 from . import data as datasets
 from . import methods as method_registry
 from . import params as P
+from .checksums import check_validation_covers, verify_processed, verify_raw
+from .data.base import check_disjoint_splits
+from .fingerprint import check_inputs, fingerprint, load_state, pretrain_record, run_record, stamp
 from .io import MTLReproError, atomic_dir, provenance, read_json, sha256_file, write_json
 from .training import (TrainConfig, build_method, derived_seed, fit, method_generator, predict,
-                       resolve_device, seed_everything)
+                       resolve_device, resume_dir_of, resume_state_kept_on_kill, seed_everything)
 
 
 def _config(params: dict, dataset: str) -> dict:
@@ -46,7 +49,8 @@ def validate(params: dict, dataset: str, raw_dir: Path, out_json: Path, out_html
     from .validation import validate as run_suite
 
     _config(params, dataset)
-    run_suite(dataset, _require_dir(raw_dir, "raw data folder"), out_json, out_html, params=None)
+    verify_raw(_require_dir(raw_dir, "raw data folder"))
+    run_suite(dataset, raw_dir, out_json, out_html, params=None)
 
 
 def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path, out_dir: Path) -> None:
@@ -54,10 +58,12 @@ def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path,
     report = read_json(validation_json)
     if not report.get("success"):
         raise MTLReproError(f"{validation_json}: validation of {dataset} did not succeed; not preprocessing")
-    _require_dir(raw_dir, "raw data folder")
+    raw_files = verify_raw(_require_dir(raw_dir, "raw data folder"))
+    check_validation_covers(report, validation_json, dataset, raw_files, spec.raw_files, raw_dir)
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
         splits = spec.preprocess(config, params["split_seed"], raw_dir, tmp)
+        check_disjoint_splits(tmp, spec.content_columns)
         files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         write_json(tmp / "split.json", {"dataset": dataset, "split_seed": params["split_seed"],
                                         "splits": splits, "files_sha256": files})
@@ -69,7 +75,7 @@ def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path,
 
 
 def _load_splits(spec, config, processed_dir: Path, names: Sequence[str]):
-    _require_dir(processed_dir, "processed data folder")
+    verify_processed(_require_dir(processed_dir, "processed data folder"))
     return [spec.load(config, processed_dir, name) for name in names]
 
 
@@ -98,6 +104,7 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
     with atomic_dir(out_dir) as tmp:
         state = _pretrain_state(model, method, tasks, train, val, cfg, n_epochs, device,
                                 _train_indices(params, len(train), fraction), tmp)
+        stamp(state, pretrain_record(params, dataset, fraction, seed, processed_dir))
         torch.save(state, tmp / "checkpoint.pt")
         write_json(tmp / "provenance.json", provenance(
             {**P.dataset_slice(params, dataset), "fraction": fraction}, stage="pretrain", seed=seed,
@@ -125,6 +132,14 @@ def _pretrain_state(model, method, tasks, train, val, cfg, n_epochs, device, ind
 
 def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
           fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None = None) -> None:
+    """One training run. Its resume state is kept only when the job is killed (for the retry)."""
+    with resume_state_kept_on_kill(resume_dir_of(out_dir)):
+        _train_run(params, dataset, method_name, processed_dir, pretrain_dir, fraction, seed, out_dir,
+                   log_path, device_name)
+
+
+def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
+               fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None = None) -> None:
     spec, config = datasets.get(dataset), _config(params, dataset)
     grid = P.grid_of(params, dataset)
     if method_name not in grid.methods:
@@ -135,9 +150,9 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
     train_split, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     indices = _train_indices(params, len(train_split), fraction)
     hparams = P.method_hparams(params, method_name)
+    record = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
     # the resume checkpoint sits beside the output, which a workflow manager deletes on failure
-    resume_dir = out_dir.parent / f".{out_dir.name}.resume"
-    resume_dir.mkdir(parents=True, exist_ok=True)
+    resume_dir = resume_dir_of(out_dir)
     t0 = time.perf_counter()
     cls = method_registry.get(method_name)
     if cls.kind == "stl":  # one model per task, each with the whole budget
@@ -152,6 +167,7 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
             result = fit(model, method, [task], single_train, single_val,
                          TrainConfig.from_params(config["train"], derived_seed(seed, k)), device,
                          checkpoint_path=resume_dir / f"task{k}.pt", train_indices=indices,
+                         inputs_fingerprint=fingerprint(record),
                          method_generator=gen, progress_label=f"{dataset}/stl/{task.name}/seed{seed}")
             results.append(result)
             states.append(result.best_state)
@@ -172,18 +188,20 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
                 raise MTLReproError(f"method {method_name!r} starts from the pretrain-LS checkpoint: "
                                     f"pass --pretrain")
             ckpt_path = _require_dir(pretrain_dir, "pretrain folder") / "checkpoint.pt"
-            if not ckpt_path.exists():
-                raise MTLReproError(f"missing pretrain checkpoint: {ckpt_path}")
-            init = torch.load(ckpt_path, map_location=device, weights_only=False)
+            init = load_state(ckpt_path, "pretrain checkpoint", device)
+            check_inputs(init, pretrain_record(params, dataset, fraction, seed, processed_dir), ckpt_path,
+                         "pretrain checkpoint")
         epochs = cfg.epochs
         log_epochs = sorted({(init["epoch"] if init else 0) + 1, (epochs + (init["epoch"] if init else 0)) // 2, epochs})
         result = fit(model, method, tasks, train_split, val, cfg, device,
                      checkpoint_path=resume_dir / "run.pt", init_state=init, train_indices=indices,
+                     inputs_fingerprint=fingerprint(record),
                      method_generator=gen, progress_label=f"{dataset}/{method_name}/pct{fraction}/seed{seed}",
                      log_every_epochs=log_epochs)
         checkpoint = {"kind": "mtl", "states": [result.best_state], "tasks": [t.name for t in tasks]}
         history, best_epoch, method_log = result.history, result.best_epoch, result.method_log
     wall = time.perf_counter() - t0
+    stamp(checkpoint, record)
     record = {**P.dataset_slice(params, dataset), "method": method_name, "method_hparams": hparams,
               "fraction": fraction, "seed": seed}
     with atomic_dir(out_dir) as tmp:
@@ -194,8 +212,6 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
                           "tasks": [t.name for t in tasks], "best_epoch": best_epoch, "history": history,
                           "method_log": method_log, "wall_time_s": wall,
                           "provenance": provenance(record, stage="train", device=str(device))})
-    import shutil
-    shutil.rmtree(resume_dir, ignore_errors=True)
 
 
 def _select_task(split, k: int):
@@ -221,18 +237,16 @@ def install_heads(model, method, tasks) -> None:
         model.heads = heads
 
 
-def load_models(spec, config, tasks, model_dir: Path, device, method=None):
-    """[(model, task indices)] from a train output: one shared model, or one per task for STL."""
+def load_models(spec, config, tasks, model_dir: Path, device, method=None, inputs: dict | None = None):
+    """[(model, task indices)] from a train output: one shared model, or one per task for STL.
+    inputs: the record of the run the caller expects (fingerprint.run_record); another is refused."""
     path = _require_dir(model_dir, "trained model folder") / "model.pt"
-    if not path.exists():
-        raise MTLReproError(f"missing trained model: {path}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:
-        raise MTLReproError(f"corrupt model file {path}: {err}") from None
-    if ckpt["tasks"] != [t.name for t in tasks]:
-        raise MTLReproError(f"{path}: tasks {ckpt['tasks']} do not match the dataset's {[t.name for t in tasks]}")
-    if ckpt["kind"] == "stl":
+    ckpt = load_state(path, "trained model", device)
+    if inputs is not None:
+        check_inputs(ckpt, inputs, path, "trained model")
+    if ckpt.get("tasks") != [t.name for t in tasks]:
+        raise MTLReproError(f"{path}: tasks {ckpt.get('tasks')} do not match the dataset's {[t.name for t in tasks]}")
+    if ckpt.get("kind") == "stl":
         pairs = []
         for k, state in enumerate(ckpt["states"]):
             model = spec.build_model(config, [tasks[k]])
@@ -284,13 +298,16 @@ def model_outputs(pairs, tasks, split, representations: list | None = None) -> l
     return outputs
 
 
-def _trained_on_test(params, dataset, method_name, processed_dir, model_dir, device_name):
+def _trained_on_test(params, dataset, method_name, processed_dir, model_dir, device_name, fraction, seed):
     """The test split and the trained model(s) of a run, on the run's device."""
     spec, config = datasets.get(dataset), _config(params, dataset)
     device = resolve_device(device_name or params["device"])
     tasks = spec.tasks(config)
     (test,) = _load_splits(spec, config, processed_dir, ["test"])
-    pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks))
+    inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name,
+                        P.method_hparams(params, method_name))
+    pairs = load_models(spec, config, tasks, model_dir, device, _method_for_heads(params, method_name, tasks),
+                        inputs)
     return spec, tasks, test.to(device), pairs, device
 
 
@@ -299,7 +316,7 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
     from .metrics import task_metrics
 
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
-                                                         model_dir, device_name)
+                                                         model_dir, device_name, fraction, seed)
     reps: list = []
     outputs = model_outputs(pairs, tasks, test, reps)
     preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
@@ -332,8 +349,9 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     from .metrics import task_metrics
     from .robustness import perturbed_outputs
 
+    # robustness runs on the full-data model (the workflow's pct100)
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
-                                                         model_dir, device_name)
+                                                         model_dir, device_name, 100, seed)
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],

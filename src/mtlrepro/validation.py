@@ -100,6 +100,8 @@ def _digits_suite(gxe, expected_rows: int) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column="digit"),
         gxe.ExpectColumnValuesToBeInSet(column="digit", value_set=DIGITS_CLASSES),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="digit", value_set=DIGITS_CLASSES),
+        # no image twice (the 1,797 source images are distinct): a copy could land in train and test
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=DIGITS_PIXELS),
     ]
     return exps
 
@@ -154,6 +156,9 @@ def _qm9_suite(gxe, expected_rows: int) -> list:
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
     exps += [
         gxe.ExpectColumnValuesToBeUnique(column="index"),
+        # one row per molecule: a geometry twice could land in train and test (all 130,831 of
+        # the source are distinct)
+        gxe.ExpectColumnValuesToBeUnique(column="xyz"),
         gxe.ExpectColumnValuesToBeBetween(column="index", min_value=1, max_value=133885),
         gxe.ExpectColumnValuesToBeBetween(column="n_atoms", min_value=1, max_value=29),
         gxe.ExpectColumnValueLengthsToBeBetween(column="smiles", min_value=1, max_value=100),
@@ -497,6 +502,7 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
     expected_rows = _expected_rows(dataset, suite, params)
     raw_path = Path(raw_dir) / suite.raw_file
     out_json, out_html = Path(out_json), Path(out_html)
+    raw_sha256 = sha256_file(raw_path) if raw_path.is_file() else None  # of the bytes validated
     df = _read_raw(dataset, raw_path)
 
     gx, gxe = _import_gx()
@@ -510,6 +516,8 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
         "dataset": dataset,
         "success": not failed,
         "raw_file": str(raw_path),
+        # preprocess accepts this report only for these same files
+        "raw_files_sha256": {suite.raw_file: raw_sha256},
         "n_rows": int(len(df)),
         "n_columns": int(df.shape[1]),
         "expected_rows": expected_rows,
@@ -536,6 +544,6 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
     _remove(failed_path(out_json), failed_path(out_html))
     _write_pair(out_json, out_html, report)
     write_sidecar(out_json, params=params, dataset=dataset, raw_file=str(raw_path),
-                  raw_sha256=sha256_file(raw_path), expected_rows=expected_rows,
+                  raw_sha256=raw_sha256, expected_rows=expected_rows,
                   wall_s=round(time.perf_counter() - start, 3))
     return report
