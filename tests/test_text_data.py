@@ -493,3 +493,21 @@ def test_robustness_scales_3d_embeddings_per_example(minilm):
         assert torch.allclose(per_example_norm(delta, None, 4), 0.1 * per_example_norm(x0, None, 4), rtol=1e-4)
     pad = inputs.attention_mask == 0
     assert pad.any() and (delta[pad] == 0).all()  # the gradient never points at padding
+
+
+@pytest.mark.parametrize("dataset, column, change, needle", [
+    ("rotten-tomatoes", "review_vs_plot", lambda s: s == 1.0, "column 'review_vs_plot' has dtype bool"),
+    ("tweeteval", "label", lambda s: s.astype(float), "column 'label' has dtype float64, expected integers"),
+    ("tweeteval", "text", lambda s: s.str.len(), "column 'text' has dtype int64, expected text"),
+])
+def test_text_columns_of_the_wrong_dtype_are_refused(rt, te, tmp_path, dataset, column, change, needle):
+    """Booleans or floats where labels must be integers, numbers where text must be."""
+    root, params = rt if dataset == "rotten-tomatoes" else te
+    bad = tmp_path / "processed"
+    shutil.copytree(root / "processed", bad)
+    df = pd.read_parquet(bad / "val.parquet")
+    df[column] = change(df[column])
+    df.to_parquet(bad / "val.parquet")
+    with pytest.raises(MTLReproError, match="val.parquet") as err:
+        get(dataset).load(params["dataset"][dataset], bad, "val")
+    assert needle in str(err.value)
