@@ -384,3 +384,19 @@ def test_a_failed_run_leaves_no_resume_state(digits_processed, tmp_path, monkeyp
     with pytest.raises(MTLReproError, match="epoch 2"):
         train(ci_params(), digits_processed, tmp_path / "model")
     assert len(calls) == 2 and not hidden_entries(tmp_path) and not (tmp_path / "model").exists()
+
+
+def test_split_overlap_check_compares_array_columns_by_content(tmp_path):
+    """QM9's content is its arrays: the same geometry under two example ids is an overlap."""
+    import numpy as np
+
+    from mtlrepro.data.base import check_disjoint_splits
+
+    geometry = np.arange(6, dtype=np.float32)
+    for name, rows in (("train", [(1, geometry), (2, geometry + 1)]), ("val", [(3, geometry + 2)]),
+                       ("test", [(4, geometry.copy())])):
+        pd.DataFrame({"example_id": [r[0] for r in rows], "pos": [r[1] for r in rows]}).to_parquet(
+            tmp_path / f"{name}.parquet")
+    check_disjoint_splits(tmp_path)  # the ids alone are disjoint
+    with pytest.raises(MTLReproError, match=r"test.parquet and .*train.parquet hold 1 identical example"):
+        check_disjoint_splits(tmp_path, ["pos"])

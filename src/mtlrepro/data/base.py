@@ -201,11 +201,15 @@ def stat_value(stats: dict, processed_dir: Path, *keys: str, scale: bool = False
 
 
 def _content_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """One hash per row of the content columns (lists of numbers hashed by their bytes)."""
+    """One hash per row of the content columns (arrays, e.g. a molecule's positions, by the
+    digest of their bytes)."""
+    import hashlib
+
     frame = df[list(columns)].copy()
     for col in columns:
         if frame[col].dtype == object:
-            frame[col] = frame[col].map(lambda v: v.tobytes().hex() if isinstance(v, np.ndarray) else v)
+            frame[col] = frame[col].map(lambda v: hashlib.sha256(v.tobytes()).hexdigest()
+                                        if isinstance(v, np.ndarray) else v)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
