@@ -400,3 +400,12 @@ def test_split_overlap_check_compares_array_columns_by_content(tmp_path):
     check_disjoint_splits(tmp_path)  # the ids alone are disjoint
     with pytest.raises(MTLReproError, match=r"test.parquet and .*train.parquet hold 1 identical example"):
         check_disjoint_splits(tmp_path, ["pos"])
+
+
+def test_truncated_state_file_is_a_clear_error(digits_processed, tmp_path):
+    train(ci_params(), digits_processed, tmp_path / "model")
+    path = tmp_path / "model" / "model.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(MTLReproError, match=r"corrupt trained model .*model.pt"):
+        stages.evaluate(ci_params(), "digits-mtl", "ls", digits_processed, tmp_path / "model", 100, 0,
+                        tmp_path / "e.json")

@@ -150,7 +150,7 @@ def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path
     train_split, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     indices = _train_indices(params, len(train_split), fraction)
     hparams = P.method_hparams(params, method_name)
-    record = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
+    inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)  # its fingerprint
     # the resume checkpoint sits beside the output, which a workflow manager deletes on failure
     resume_dir = resume_dir_of(out_dir)
     t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path
             result = fit(model, method, [task], single_train, single_val,
                          TrainConfig.from_params(config["train"], derived_seed(seed, k)), device,
                          checkpoint_path=resume_dir / f"task{k}.pt", train_indices=indices,
-                         inputs_fingerprint=fingerprint(record),
+                         inputs_fingerprint=fingerprint(inputs),
                          method_generator=gen, progress_label=f"{dataset}/stl/{task.name}/seed{seed}")
             results.append(result)
             states.append(result.best_state)
@@ -195,13 +195,13 @@ def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path
         log_epochs = sorted({(init["epoch"] if init else 0) + 1, (epochs + (init["epoch"] if init else 0)) // 2, epochs})
         result = fit(model, method, tasks, train_split, val, cfg, device,
                      checkpoint_path=resume_dir / "run.pt", init_state=init, train_indices=indices,
-                     inputs_fingerprint=fingerprint(record),
+                     inputs_fingerprint=fingerprint(inputs),
                      method_generator=gen, progress_label=f"{dataset}/{method_name}/pct{fraction}/seed{seed}",
                      log_every_epochs=log_epochs)
         checkpoint = {"kind": "mtl", "states": [result.best_state], "tasks": [t.name for t in tasks]}
         history, best_epoch, method_log = result.history, result.best_epoch, result.method_log
     wall = time.perf_counter() - t0
-    stamp(checkpoint, record)
+    stamp(checkpoint, inputs)
     record = {**P.dataset_slice(params, dataset), "method": method_name, "method_hparams": hparams,
               "fraction": fraction, "seed": seed}
     with atomic_dir(out_dir) as tmp:
