@@ -27,6 +27,42 @@ def write_params(tmp_path):
     return _write
 
 
+def write_manifest(raw_dir: Path) -> None:
+    """The download stage's manifest.json (the sha256 of every raw file) for a hand-made raw folder."""
+    import json
+
+    from mtlrepro.io import sha256_file
+
+    files = {f.name: sha256_file(f) for f in sorted(Path(raw_dir).iterdir()) if f.name != "manifest.json"}
+    (Path(raw_dir) / "manifest.json").write_text(json.dumps({"files": files}))
+
+
+def reseal_processed(processed_dir: Path) -> None:
+    """Re-records the processed files' sha256 in split.json after a test changed a file: as if
+    preprocess itself had written the malformed file (its checksums then match)."""
+    import json
+
+    from mtlrepro.io import sha256_file
+
+    path = Path(processed_dir) / "split.json"
+    record = json.loads(path.read_text())
+    record["files_sha256"] = {name: sha256_file(Path(processed_dir) / name) for name in record["files_sha256"]}
+    path.write_text(json.dumps(record))
+
+
+def write_validation_report(raw_dir: Path, path: Path, dataset: str) -> Path:
+    """A passed validation report for the raw files in raw_dir (as `validate` writes it), for
+    tests that skip running the Great Expectations suite."""
+    import json
+
+    from mtlrepro.data import get
+    from mtlrepro.io import sha256_file
+
+    files = {name: sha256_file(Path(raw_dir) / name) for name in get(dataset).raw_files}
+    path.write_text(json.dumps({"success": True, "dataset": dataset, "raw_files_sha256": files}))
+    return path
+
+
 @pytest.fixture(scope="session")
 def digits_processed(tmp_path_factory) -> Path:
     """digits-mtl downloaded and preprocessed once for the session (CI params)."""
@@ -35,7 +71,7 @@ def digits_processed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("digits")
     params = P.load(CI_PARAMS)
     stages.download(params, "digits-mtl", root / "raw")
-    (root / "validation.json").write_text('{"success": true}')
+    write_validation_report(root / "raw", root / "validation.json", "digits-mtl")
     stages.preprocess(params, "digits-mtl", root / "raw", root / "validation.json", root / "processed")
     return root / "processed"
 
@@ -57,4 +93,5 @@ def qm9_raw_small(tmp_path_factory) -> Path:
     for name, (column, _) in TARGETS.items():
         raw[name] = df[column].astype("float64")
     raw.to_parquet(root / "qm9.parquet", index=False)
+    write_manifest(root)
     return root

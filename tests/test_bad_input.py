@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mtlrepro.cli import main
-from tests.conftest import CI_PARAMS
+from tests.conftest import CI_PARAMS, reseal_processed
 
 
 def run(*args):
@@ -14,6 +14,7 @@ def run(*args):
 
 def test_preprocess_missing_raw_file(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "manifest.json").write_text('{"files": {"digits.csv": "%s"}}' % ("0" * 64))
     (tmp_path / "v.json").write_text('{"success": true}')
     code = run("preprocess", "--dataset", "digits-mtl", "--raw", str(tmp_path / "raw"),
                "--validation", str(tmp_path / "v.json"), "--out", str(tmp_path / "out"))
@@ -46,6 +47,7 @@ def _train(processed, tmp_path):
 def test_corrupt_parquet(digits_processed, tmp_path, capsys):
     processed = _copy_processed(digits_processed, tmp_path)
     (processed / "train.parquet").write_bytes(b"PAR1 this is not parquet")
+    reseal_processed(processed)
     assert _train(processed, tmp_path) == 2
     err = capsys.readouterr().err
     assert "corrupt Parquet file" in err and "train.parquet" in err
@@ -56,6 +58,7 @@ def test_missing_column(digits_processed, tmp_path, capsys):
     processed = _copy_processed(digits_processed, tmp_path)
     df = pd.read_parquet(processed / "train.parquet").drop(columns=["pixel_07"])
     df.to_parquet(processed / "train.parquet")
+    reseal_processed(processed)
     assert _train(processed, tmp_path) == 2
     err = capsys.readouterr().err
     assert "missing column(s) ['pixel_07']" in err and "train.parquet" in err
@@ -68,6 +71,7 @@ def test_nan_in_labels(digits_processed, tmp_path, capsys):
     df["digit"] = df["digit"].astype(float)
     df.loc[3, "digit"] = float("nan")
     df.to_parquet(processed / "val.parquet")
+    reseal_processed(processed)
     assert _train(processed, tmp_path) == 2
     err = capsys.readouterr().err
     assert "column 'digit'" in err and "non-finite" in err and "val.parquet" in err

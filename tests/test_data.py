@@ -8,7 +8,7 @@ import torch
 from mtlrepro import params as P
 from mtlrepro import stages
 from mtlrepro.data import get, nested_subset
-from tests.conftest import CI_PARAMS
+from tests.conftest import CI_PARAMS, write_validation_report
 
 
 def test_nested_subsets_are_nested_and_seeded():
@@ -74,7 +74,7 @@ def test_qm9_preprocess_and_load(tmp_path, qm9_raw_small, ci_params):
     from mtlrepro.data.qm9 import HARTREE_TO_EV, TARGETS
 
     params = P.validate(ci_params)
-    (tmp_path / "v.json").write_text('{"success": true}')
+    write_validation_report(qm9_raw_small, tmp_path / "v.json", "qm9")
     stages.preprocess(params, "qm9", qm9_raw_small, tmp_path / "v.json", tmp_path / "out")
     raw = pd.read_parquet(qm9_raw_small / "qm9.parquet").set_index("index")
     train = pd.read_parquet(tmp_path / "out" / "train.parquet")
@@ -94,7 +94,7 @@ def test_qm9_preprocess_and_load(tmp_path, qm9_raw_small, ci_params):
 
 def test_qm9_complete_graph_option(tmp_path, qm9_raw_small, ci_params):
     params = P.validate(ci_params)
-    (tmp_path / "v.json").write_text('{"success": true}')
+    write_validation_report(qm9_raw_small, tmp_path / "v.json", "qm9")
     stages.preprocess(params, "qm9", qm9_raw_small, tmp_path / "v.json", tmp_path / "out")
     config = dict(params["dataset"]["qm9"], model={**params["dataset"]["qm9"]["model"], "complete_graph": True})
     split = get("qm9").load(config, tmp_path / "out", "val")

@@ -14,7 +14,7 @@ from mtlrepro.data import get
 from mtlrepro.data.digits import PIXELS
 from mtlrepro.data.digits_domains import transform
 from mtlrepro.io import MTLReproError
-from tests.conftest import CI_PARAMS
+from tests.conftest import CI_PARAMS, write_validation_report
 
 DOMAINS = ["original", "rot90", "inverted", "noisy", "shifted", "flip_lr"]
 TRANSFORMS = {"noise_std": 3.0, "shift": [2, -1]}
@@ -39,7 +39,7 @@ def dd(tmp_path_factory):
     root = tmp_path_factory.mktemp("dd")
     params = domains_params()
     stages.download(params, "digits-domains", root / "raw")
-    (root / "validation.json").write_text('{"success": true}')
+    write_validation_report(root / "raw", root / "validation.json", "digits-domains")
     stages.preprocess(params, "digits-domains", root / "raw", root / "validation.json", root / "processed")
     source = pd.read_csv(root / "raw" / "digits.csv")
     parts = {s: pd.read_parquet(root / "processed" / f"{s}.parquet") for s in ("train", "val", "test")}

@@ -15,7 +15,7 @@ from mtlrepro import params as P
 from mtlrepro import stages
 from mtlrepro.data import get
 from mtlrepro.io import MTLReproError
-from tests.conftest import CI_PARAMS
+from tests.conftest import CI_PARAMS, write_manifest, write_validation_report
 
 TWEETEVAL = Path(__file__).parent / "data" / "tweeteval"
 TEXT_MODEL = {"path": None, "max_length": 24, "pooling": "mean", "trainable_layers": 2, "train_embeddings": False}
@@ -43,10 +43,8 @@ def tweeteval_block(root=TWEETEVAL, tasks=("emotion", "irony", "stance"), caps=N
             "model": dict(TEXT_MODEL), "train": dict(TINY_TRAIN)}
 
 
-def pass_validation(root: Path) -> Path:
-    path = root / "validation.json"
-    path.write_text('{"success": true}')
-    return path
+def pass_validation(root: Path, dataset: str) -> Path:
+    return write_validation_report(root / "raw", root / "validation.json", dataset)
 
 
 # ------------------------------------------------------------------------------- metrics
@@ -98,7 +96,7 @@ def rt(tmp_path_factory):
     root = tmp_path_factory.mktemp("rt")
     params = text_params(**{"rotten-tomatoes": rt_block()})
     stages.download(params, "rotten-tomatoes", root / "raw")
-    stages.preprocess(params, "rotten-tomatoes", root / "raw", pass_validation(root), root / "processed")
+    stages.preprocess(params, "rotten-tomatoes", root / "raw", pass_validation(root, "rotten-tomatoes"), root / "processed")
     return root, params
 
 
@@ -168,12 +166,15 @@ def test_raw_file_errors_name_file_and_column(rt, tmp_path):
     raw = pd.read_csv(root / "raw" / "rotten_tomatoes.csv", keep_default_na=False)
     bad = tmp_path / "raw"
     bad.mkdir()
+    report = tmp_path / "v.json"  # preprocess checks the file, not only the report that gates it
     raw.assign(label=raw["label"].replace({"plot": "synopsis"})).to_csv(bad / "rotten_tomatoes.csv", index=False)
+    write_manifest(bad), write_validation_report(bad, report, "rotten-tomatoes")
     with pytest.raises(MTLReproError, match=r"rotten_tomatoes.csv.*column 'label'"):
-        stages.preprocess(params, "rotten-tomatoes", bad, root / "validation.json", tmp_path / "out")
+        stages.preprocess(params, "rotten-tomatoes", bad, report, tmp_path / "out")
     raw.drop(columns="text").to_csv(bad / "rotten_tomatoes.csv", index=False)
+    write_manifest(bad), write_validation_report(bad, report, "rotten-tomatoes")
     with pytest.raises(MTLReproError, match=r"rotten_tomatoes.csv: missing column\(s\) \['text'\]"):
-        stages.preprocess(params, "rotten-tomatoes", bad, root / "validation.json", tmp_path / "out")
+        stages.preprocess(params, "rotten-tomatoes", bad, report, tmp_path / "out")
 
 
 def test_validation_suite_passes_on_the_raw_file_and_catches_blank_text(rt, tmp_path):
@@ -235,7 +236,7 @@ def te(tmp_path_factory):
     root = tmp_path_factory.mktemp("te")
     params = text_params(tweeteval=tweeteval_block())
     stages.download(params, "tweeteval", root / "raw")
-    stages.preprocess(params, "tweeteval", root / "raw", pass_validation(root), root / "processed")
+    stages.preprocess(params, "tweeteval", root / "raw", pass_validation(root, "tweeteval"), root / "processed")
     return root, params
 
 
@@ -491,3 +492,21 @@ def test_robustness_scales_3d_embeddings_per_example(minilm):
         assert torch.allclose(per_example_norm(delta, None, 4), 0.1 * per_example_norm(x0, None, 4), rtol=1e-4)
     pad = inputs.attention_mask == 0
     assert pad.any() and (delta[pad] == 0).all()  # the gradient never points at padding
+
+
+@pytest.mark.parametrize("dataset, column, change, needle", [
+    ("rotten-tomatoes", "review_vs_plot", lambda s: s == 1.0, "column 'review_vs_plot' has dtype bool"),
+    ("tweeteval", "label", lambda s: s.astype(float), "column 'label' has dtype float64, expected integers"),
+    ("tweeteval", "text", lambda s: s.str.len(), "column 'text' has dtype int64, expected text"),
+])
+def test_text_columns_of_the_wrong_dtype_are_refused(rt, te, tmp_path, dataset, column, change, needle):
+    """Booleans or floats where labels must be integers, numbers where text must be."""
+    root, params = rt if dataset == "rotten-tomatoes" else te
+    bad = tmp_path / "processed"
+    shutil.copytree(root / "processed", bad)
+    df = pd.read_parquet(bad / "val.parquet")
+    df[column] = change(df[column])
+    df.to_parquet(bad / "val.parquet")
+    with pytest.raises(MTLReproError, match="val.parquet") as err:
+        get(dataset).load(params["dataset"][dataset], bad, "val")
+    assert needle in str(err.value)

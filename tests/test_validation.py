@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlrepro.io import MTLReproError
+from mtlrepro.io import MTLReproError, sha256_file
 from mtlrepro.validation import SUITES, build_expectations, failed_path, validate
 
 PIXELS = [f"pixel_{i:02d}" for i in range(64)]
@@ -92,6 +92,8 @@ def test_valid_digits_pass_and_write_reports(tmp_path):
     on_disk = json.loads(out_json.read_text())
     assert report["success"] is True and on_disk["success"] is True
     assert on_disk["dataset"] == "digits-mtl" and on_disk["n_rows"] == 1797
+    # the report names the bytes it validated: preprocess accepts it for those raw files only
+    assert on_disk["raw_files_sha256"] == {"digits.csv": sha256_file(tmp_path / "raw" / "digits.csv")}
     n_expectations = len(build_expectations("digits-mtl"))
     assert len(on_disk["expectations"]) == n_expectations == on_disk["summary"]["evaluated"]
     assert on_disk["summary"]["failed"] == 0 and on_disk["failures"] == []
@@ -126,7 +128,13 @@ def _float_pixels(df):
     return df
 
 
+def _duplicate_image(df):
+    df.loc[5, PIXELS] = df.loc[4, PIXELS].to_numpy()
+    return df
+
+
 CORRUPTIONS = {
+    "duplicate_image": (_duplicate_image, ["expect_compound_columns_to_be_unique column=pixel_00,"]),
     "nan_label": (_nan_label, ["expect_column_values_to_not_be_null column=digit",
                                "expect_column_values_to_be_in_type_list column=digit: observed float64"]),
     "pixel_out_of_range": (_pixel_out_of_range, ["expect_column_values_to_be_between column=pixel_10",
@@ -241,6 +249,8 @@ QM9_CORRUPTIONS = {
     "swapped_mu_cv": (_swap("mu", "cv"), ["column=mu", "column=cv"]),
     "missing_column": (lambda df: df.drop(columns="cv"), ["expect_column_to_exist column=cv"]),
     "duplicate_index": (_set("index", 3, 1), ["expect_column_values_to_be_unique column=index"]),
+    "duplicate_geometry": (lambda df: df.assign(xyz=[df["xyz"][1], *df["xyz"][1:]]),
+                           ["expect_column_values_to_be_unique column=xyz"]),
     "malformed_xyz": (_set("xyz", 0, "[[0.1,0.2],[0.3,0.4,0.5]]"),
                       ["expect_column_values_to_match_regex column=xyz"]),
 }

@@ -6,9 +6,13 @@ parameters).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import math
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,7 @@ from torch import Tensor
 
 from . import methods as method_registry
 from .data.base import Split, Task
+from .fingerprint import STATE_FORMAT, fingerprint, load_state
 from .io import MTLReproError, atomic_path
 from .methods.base import Aggregator, GradientContext, Method
 
@@ -226,6 +231,27 @@ class Interrupted(RuntimeError):
     """Raised by the test hook MTLREPRO_STOP_AFTER_EPOCH to simulate a killed job."""
 
 
+def resume_dir_of(out_dir: Path) -> Path:
+    """Where a training run keeps its resume state: beside its output, hidden."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.resume"
+
+
+@contextlib.contextmanager
+def resume_state_kept_on_kill(resume_dir: Path):
+    """Removes the resume folder when the block ends, unless the job was killed (Interrupted,
+    KeyboardInterrupt, or a signal that ends the process): only a killed job is retried with the
+    same inputs, while an error would recur and its state would be stale clutter."""
+    try:
+        yield resume_dir
+    except Interrupted:
+        raise
+    except Exception:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(resume_dir, ignore_errors=True)
+
+
 @dataclass
 class FitResult:
     best_state: dict
@@ -238,7 +264,11 @@ class FitResult:
 
 
 def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    """The global generators as tensors and numbers (a resume state loads with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -246,21 +276,59 @@ def _rng_state(device: torch.device) -> dict:
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def resume_fingerprint(cfg: TrainConfig, method: Method, tasks: Sequence[Task], inputs_fingerprint: str | None,
+                       init_state: dict | None, train_indices: Tensor | None) -> str:
+    """What a resume state must have been written for: the run's inputs (from the caller), and
+    what fit itself sees (its config, method, tasks, warm start, training subset, code version)."""
+    from . import __version__
+
+    indices = None if train_indices is None else fingerprint(train_indices.tolist())
+    return fingerprint({"format": STATE_FORMAT, "mtlrepro": __version__, "inputs": inputs_fingerprint,
+                        "config": dataclasses.asdict(cfg), "method": [type(method).__name__, method.name],
+                        "tasks": [dataclasses.asdict(t) for t in tasks], "train_indices": indices,
+                        "init": None if init_state is None else init_state.get("fingerprint", "unbound")})
+
+
+def _resume_state(model, optimizer, scheduler, method, method_generator, device, epoch: int,
+                  best: FitResult, bound_to: str) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "method": method.state_dict(), "rng": _rng_state(device), "epoch": epoch,
+            "best": {f.name: getattr(best, f.name) for f in dataclasses.fields(best)}, "fingerprint": bound_to,
+            "method_generator": method_generator.get_state() if method_generator is not None else None}
+
+
+def _load_resume_state(path: Path, device, bound_to: str, label: str) -> dict | None:
+    """The resume state at `path` if it was written for these inputs; a stale one is discarded."""
+    if not path.exists():
+        return None
+    state = load_state(path, "resume state", device)
+    if state.get("fingerprint") != bound_to:
+        print(f"{label}: discarding the resume state {path}: it was written for other inputs "
+              f"(fingerprint {state.get('fingerprint')}, now {bound_to}); training starts afresh",
+              file=sys.stderr)
+        return None
+    return state
 
 
 def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, checkpoint_path: Path | None = None, init_state: dict | None = None,
         train_indices: Tensor | None = None, method_generator: torch.Generator | None = None,
         progress_label: str = "train", log_every_epochs: Sequence[int] = (),
-        until_epoch: int | None = None) -> FitResult:
+        until_epoch: int | None = None, inputs_fingerprint: str | None = None) -> FitResult:
     """Trains from cfg.start_epoch to cfg.epochs (or stops after `until_epoch`, the LS warm-up, with
     the schedule still set for cfg.epochs), keeping the weights of the best validation epoch.
 
     init_state: a pretrain checkpoint (model, optimizer, scheduler) to continue from.
-    checkpoint_path: written atomically after every epoch; if it exists, training resumes from it.
+    checkpoint_path: written atomically after every epoch; if it exists and was written for the
+        same inputs (inputs_fingerprint and fit's own arguments), training resumes from it.
     """
     from tqdm.auto import tqdm
 
@@ -281,11 +349,10 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
             for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
                 group["lr"] = lr
         start = init_state["epoch"]
-    if checkpoint_path is not None and checkpoint_path.exists():
-        try:
-            ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        except Exception as err:
-            raise MTLReproError(f"corrupt resume checkpoint {checkpoint_path}: {err}; delete it to restart") from None
+    bound_to = resume_fingerprint(cfg, method, tasks, inputs_fingerprint, init_state, train_indices)
+    ckpt = None if checkpoint_path is None else _load_resume_state(checkpoint_path, device, bound_to,
+                                                                   progress_label)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None:
@@ -295,7 +362,7 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
             method_generator.set_state(ckpt["method_generator"].to(method_generator.get_state().device))
         _set_rng_state(ckpt["rng"], device)
         start = ckpt["epoch"]
-        best = ckpt["best"]
+        best = FitResult(**ckpt["best"])
     train = train.to(device)
     val = val.to(device)
     stop_after = int(os.environ.get("MTLREPRO_STOP_AFTER_EPOCH", "-1"))
@@ -329,11 +396,8 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
         bar.set_postfix(loss=f"{mean_losses.sum().item():.4f}", val=f"{score:.4f}")
         best.wall_time_s = time.perf_counter() - t0
         if checkpoint_path is not None:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                     "method": method.state_dict(), "rng": _rng_state(device), "epoch": epoch + 1,
-                     "best": best,
-                     "method_generator": method_generator.get_state() if method_generator is not None else None}
+            state = _resume_state(model, optimizer, scheduler, method, method_generator, device, epoch + 1,
+                                  best, bound_to)
             with atomic_path(checkpoint_path) as tmp:
                 torch.save(state, tmp)
         if epoch + 1 == stop_after:

@@ -25,7 +25,6 @@ params (all optional):
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .io import MTLReproError, atomic_path, sha256_file, write_sidecar
+from .validation_html import observed_text, render_html
 
 __all__ = ["DatasetSuite", "SUITES", "validate", "build_expectations", "failed_path"]
 
@@ -100,6 +100,8 @@ def _digits_suite(gxe, expected_rows: int) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column="digit"),
         gxe.ExpectColumnValuesToBeInSet(column="digit", value_set=DIGITS_CLASSES),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="digit", value_set=DIGITS_CLASSES),
+        # no image twice (the 1,797 source images are distinct): a copy could land in train and test
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=DIGITS_PIXELS),
     ]
     return exps
 
@@ -154,6 +156,9 @@ def _qm9_suite(gxe, expected_rows: int) -> list:
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
     exps += [
         gxe.ExpectColumnValuesToBeUnique(column="index"),
+        # one row per molecule: a geometry twice could land in train and test (all 130,831 of
+        # the source are distinct)
+        gxe.ExpectColumnValuesToBeUnique(column="xyz"),
         gxe.ExpectColumnValuesToBeBetween(column="index", min_value=1, max_value=133885),
         gxe.ExpectColumnValuesToBeBetween(column="n_atoms", min_value=1, max_value=29),
         gxe.ExpectColumnValueLengthsToBeBetween(column="smiles", min_value=1, max_value=100),
@@ -382,30 +387,6 @@ def _entry(result) -> dict:
     return entry
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def observed_text(entry: dict) -> str:
-    """One line saying what an expectation saw."""
-    if entry.get("error"):
-        return f"error: {entry['error']}"
-    parts = []
-    if entry.get("observed_value") is not None:
-        parts.append(f"observed {_short(entry['observed_value'])}")
-    if entry.get("unexpected_count"):
-        pct = entry.get("unexpected_percent")
-        pct = f" ({pct:.3g}%)" if isinstance(pct, (int, float)) else ""
-        parts.append(f"{entry['unexpected_count']} unexpected values{pct}, e.g. "
-                     f"{_short(entry.get('partial_unexpected_list') or [], 120)}")
-    if entry.get("partial_missing_list"):
-        parts.append(f"missing {_short(entry['partial_missing_list'], 120)}")
-    if not parts and not entry.get("success") and entry.get("type") == "expect_column_to_exist":
-        parts.append("column not in the table")
-    return "; ".join(parts) or "-"
-
-
 def _explain_missing_columns(entries: list[dict], columns: set[str]) -> None:
     """GX reports an expectation on an absent column as an internal error; say so plainly."""
     for entry in entries:
@@ -420,48 +401,6 @@ def _failure_line(entry: dict) -> str:
     return f"{entry['type']}{column}: {observed_text(entry)}"
 
 
-def _render_html(report: dict) -> str:
-    esc = html.escape
-    status = "PASSED" if report["success"] else "FAILED"
-    s = report["summary"]
-    rows = []
-    for i, e in enumerate(report["expectations"]):
-        kwargs = {k: v for k, v in e["kwargs"].items() if k not in ("column", "column_A", "column_B")}
-        rows.append(
-            f'<tr class="{"ok" if e["success"] else "bad"}"><td>{i}</td>'
-            f'<td>{"pass" if e["success"] else "FAIL"}</td><td><code>{esc(e["type"])}</code></td>'
-            f'<td>{esc(str(e["column"] or ""))}</td><td><code>{esc(_short(kwargs, 300))}</code></td>'
-            f'<td>{esc(observed_text(e))}</td></tr>')
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{esc(report['dataset'])}: raw data validation {status}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }}
-th {{ background: #eee; }}
-tr.ok td:nth-child(2) {{ color: #176117; }}
-tr.bad td {{ background: #fde8e8; }}
-tr.bad td:nth-child(2) {{ color: #a40000; font-weight: bold; }}
-.PASSED {{ color: #176117; }} .FAILED {{ color: #a40000; }}
-</style></head>
-<body>
-<h1>{esc(report['dataset'])}: raw data validation <span class="{status}">{status}</span></h1>
-<ul>
-<li>raw file: <code>{esc(report['raw_file'])}</code> ({report['n_rows']} rows, {report['n_columns']} columns)</li>
-<li>expectations: {s['evaluated']} evaluated, {s['successful']} passed, {s['failed']} failed
- ({s['success_percent']:.1f}%)</li>
-<li>Great Expectations {esc(str(report['great_expectations_version']))}, {esc(report['created_utc'])}</li>
-</ul>
-<table>
-<thead><tr><th>#</th><th>result</th><th>expectation</th><th>column</th><th>arguments</th><th>observed</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
-</body></html>
-"""
-
-
 def failed_path(path: str | os.PathLike) -> Path:
     """Where a report goes when validation fails: the name with `.failed` appended."""
     path = Path(path)
@@ -471,7 +410,7 @@ def failed_path(path: str | os.PathLike) -> Path:
 def _write_pair(out_json: Path, out_html: Path, report: dict) -> None:
     """Both reports or neither: the two renames happen only after both files are written."""
     json_text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-    html_text = _render_html(report)
+    html_text = render_html(report)
     with atomic_path(out_json) as tmp_json, atomic_path(out_html) as tmp_html:
         tmp_json.write_text(json_text)
         tmp_html.write_text(html_text)
@@ -497,6 +436,7 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
     expected_rows = _expected_rows(dataset, suite, params)
     raw_path = Path(raw_dir) / suite.raw_file
     out_json, out_html = Path(out_json), Path(out_html)
+    raw_sha256 = sha256_file(raw_path) if raw_path.is_file() else None  # of the bytes validated
     df = _read_raw(dataset, raw_path)
 
     gx, gxe = _import_gx()
@@ -510,6 +450,8 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
         "dataset": dataset,
         "success": not failed,
         "raw_file": str(raw_path),
+        # preprocess accepts this report only for these same files
+        "raw_files_sha256": {suite.raw_file: raw_sha256},
         "n_rows": int(len(df)),
         "n_columns": int(df.shape[1]),
         "expected_rows": expected_rows,
@@ -536,6 +478,6 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
     _remove(failed_path(out_json), failed_path(out_html))
     _write_pair(out_json, out_html, report)
     write_sidecar(out_json, params=params, dataset=dataset, raw_file=str(raw_path),
-                  raw_sha256=sha256_file(raw_path), expected_rows=expected_rows,
+                  raw_sha256=raw_sha256, expected_rows=expected_rows,
                   wall_s=round(time.perf_counter() - start, 3))
     return report

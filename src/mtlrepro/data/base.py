@@ -63,6 +63,8 @@ class DatasetSpec:
 
     name: ClassVar[str] = ""
     raw_files: ClassVar[Sequence[str]] = ()
+    # processed columns that say what an example is: no two splits may hold the same content
+    content_columns: ClassVar[Sequence[str]] = ()
 
     def tasks(self, config: dict) -> list[Task]:
         raise NotImplementedError
@@ -117,6 +119,8 @@ def read_csv(path: Path, columns: Sequence[str], what: str = "raw file", **read_
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise MTLReproError(f"{path}: missing column(s) {missing}")
+    if len(df) == 0:
+        raise MTLReproError(f"{path}: no rows")
     return df
 
 
@@ -129,10 +133,29 @@ def read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise MTLReproError(f"{path}: missing column(s) {missing}")
+    if len(df) == 0:
+        raise MTLReproError(f"{path}: no rows (an empty split)")
     return df
 
 
+def require_dtype(df: pd.DataFrame, columns: Sequence[str], path: Path, kind: str) -> None:
+    """Columns of integers (kind "integer": labels, counts, ids), of numbers ("number": integers
+    or floats; booleans are neither) or of text ("string")."""
+    api = pd.api.types
+    wants = {"integer": "integers", "number": "numbers (integers or floats)", "string": "text"}
+    for col in columns:
+        dtype = df[col].dtype
+        if kind == "string":
+            ok = api.is_string_dtype(df[col])  # object columns: every value a str
+        else:
+            ok = not api.is_bool_dtype(dtype) and (api.is_integer_dtype(dtype) if kind == "integer"
+                                                   else api.is_numeric_dtype(dtype))
+        if not ok:
+            raise MTLReproError(f"{path}: column {col!r} has dtype {dtype}, expected {wants[kind]}")
+
+
 def check_finite_targets(df: pd.DataFrame, columns: Sequence[str], path: Path, allow_nan=False) -> None:
+    require_dtype(df, columns, path, "number")
     for col in columns:
         values = df[col].to_numpy(dtype=float)
         bad = ~np.isfinite(values) if not allow_nan else np.isinf(values)
@@ -158,6 +181,62 @@ def read_stats(processed_dir: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise MTLReproError(f"corrupt JSON in {path}: {err}") from None
+
+
+def stat_value(stats: dict, processed_dir: Path, *keys: str, scale: bool = False) -> float:
+    """One normalisation statistic of stats.json: present, a finite number, and > 0 for a scale
+    (a zero standard deviation would divide by zero)."""
+    value: Any = stats
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise MTLReproError(f"{processed_dir / 'stats.json'}: missing entry {'.'.join(keys)}")
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise MTLReproError(f"{processed_dir / 'stats.json'}: entry {'.'.join(keys)} is {value!r}, "
+                            f"not a finite number")
+    if scale and value <= 0:
+        raise MTLReproError(f"{processed_dir / 'stats.json'}: entry {'.'.join(keys)} is {value}, "
+                            f"a scale must be > 0")
+    return float(value)
+
+
+def _content_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One hash per row of the content columns (arrays, e.g. a molecule's positions, by the
+    digest of their bytes)."""
+    import hashlib
+
+    frame = df[list(columns)].copy()
+    for col in columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].map(lambda v: hashlib.sha256(v.tobytes()).hexdigest()
+                                        if isinstance(v, np.ndarray) else v)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def check_disjoint_splits(out_dir: Path, content_columns: Sequence[str] = (),
+                          splits: Sequence[str] = ("train", "val", "test")) -> None:
+    """Each example in one split only: example ids unique within a split and disjoint across
+    splits, and no content (the spec's content columns) in two splits."""
+    seen_ids: dict[str, set] = {}
+    seen_content: dict[str, set] = {}
+    for name in splits:
+        path = out_dir / f"{name}.parquet"
+        df = read_parquet(path, ["example_id", *content_columns])
+        ids = df["example_id"]
+        if ids.duplicated().any():
+            raise MTLReproError(f"{path}: column 'example_id' repeats example(s) "
+                                f"{sorted(ids[ids.duplicated()].unique().tolist())[:5]}")
+        keys = set(_content_keys(df, content_columns).tolist()) if content_columns else set()
+        for other in seen_ids:
+            shared = seen_ids[other] & set(ids.tolist())
+            if shared:
+                raise MTLReproError(f"{path} and {out_dir / f'{other}.parquet'} share example(s) "
+                                    f"{sorted(shared)[:5]} (column 'example_id'): the splits overlap")
+            if keys & seen_content[other]:
+                raise MTLReproError(f"{path} and {out_dir / f'{other}.parquet'} hold "
+                                    f"{len(keys & seen_content[other])} identical example(s) "
+                                    f"(columns {list(content_columns)}): the splits overlap")
+        seen_ids[name], seen_content[name] = set(ids.tolist()), keys
 
 
 def nested_subset(n: int, fraction: int, seed: int) -> Tensor:

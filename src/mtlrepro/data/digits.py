@@ -10,7 +10,8 @@ import torch
 
 from ..io import MTLReproError
 from .base import (DatasetSpec, Split, Task, check_finite_targets, read_csv, read_parquet,
-                   read_stats, split_record, verify_checksum, write_parquet, write_stats)
+                   read_stats, require_dtype, split_record, stat_value, verify_checksum, write_parquet,
+                   write_stats)
 
 SOURCE_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
 PIXELS = [f"pixel_{i:02d}" for i in range(64)]
@@ -18,12 +19,22 @@ N_CLASSES = 10
 
 
 def digit_labels(df: pd.DataFrame, path: Path) -> np.ndarray:
-    """The `digit` column, once the pixels and labels are checked finite and the labels 0..9."""
+    """The `digit` column, once the pixels and labels are checked finite numbers and the labels
+    integers 0..9 (not floats or booleans that happen to compare equal)."""
     check_finite_targets(df, PIXELS + ["digit"], path)
+    require_dtype(df, ["digit"], path, "integer")
     labels = df["digit"].to_numpy()
     if not np.isin(labels, np.arange(N_CLASSES)).all():
         raise MTLReproError(f"{path}: column 'digit' has values outside 0..9")
     return labels
+
+
+def normalised_pixels(df: pd.DataFrame, processed_dir: Path) -> np.ndarray:
+    """[N, 64] float32 pixels z-scored with the training split's stats.json."""
+    stats = read_stats(processed_dir)
+    mean = stat_value(stats, processed_dir, "pixel_mean")
+    std = stat_value(stats, processed_dir, "pixel_std", scale=True)
+    return ((df[PIXELS].to_numpy(np.float32) - mean) / std).astype(np.float32)
 
 
 def _source_path() -> Path:
@@ -46,6 +57,7 @@ class ImageSplit(Split):
 class DigitsMTL(DatasetSpec):
     name = "digits-mtl"
     raw_files = ("digits.csv",)
+    content_columns = tuple(PIXELS)
 
     def tasks(self, config):
         return [Task(f"is_{d}", "binary", "accuracy") for d in range(N_CLASSES)]
@@ -64,7 +76,7 @@ class DigitsMTL(DatasetSpec):
 
         path = raw_dir / "digits.csv"
         df = read_csv(path, PIXELS + ["digit"])
-        check_finite_targets(df, ["digit"], path)
+        digit_labels(df, path)
         ids = np.arange(len(df))
         split = config["split"]
         train_val, test = train_test_split(ids, test_size=split["test"], random_state=split_seed,
@@ -86,8 +98,7 @@ class DigitsMTL(DatasetSpec):
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, PIXELS + ["digit"])
         labels = digit_labels(df, path)
-        stats = read_stats(processed_dir)
-        images = (df[PIXELS].to_numpy(np.float32) - stats["pixel_mean"]) / stats["pixel_std"]
+        images = normalised_pixels(df, processed_dir)
         images = torch.from_numpy(images).reshape(-1, 1, 8, 8)
         targets = torch.from_numpy((labels[:, None] == np.arange(N_CLASSES)[None]).astype(np.float32))
         return ImageSplit(images, targets)

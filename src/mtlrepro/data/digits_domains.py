@@ -27,9 +27,8 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, read_csv, read_parquet, read_stats,
-                   split_record, write_parquet, write_stats)
-from .digits import N_CLASSES, PIXELS, SPEC as DIGITS, ImageSplit, digit_labels
+from .base import DatasetSpec, Task, read_csv, read_parquet, split_record, write_parquet, write_stats
+from .digits import N_CLASSES, PIXELS, SPEC as DIGITS, ImageSplit, digit_labels, normalised_pixels
 
 DOMAINS = ("original", "rot90", "rot180", "rot270", "flip_lr", "flip_ud", "inverted", "noisy", "shifted")
 MAX_PIXEL = 16.0
@@ -86,6 +85,7 @@ def assign_domains(labels: np.ndarray, n_domains: int, split_seed: int) -> np.nd
 class DigitsDomains(DatasetSpec):
     name = "digits-domains"
     raw_files = ("digits.csv",)
+    content_columns = ("domain", *PIXELS)
 
     def tasks(self, config):
         return [Task(d, "multiclass", "accuracy", n_classes=N_CLASSES) for d in _domain_names(config)]
@@ -147,9 +147,7 @@ class DigitsDomains(DatasetSpec):
         if unknown:
             raise MTLReproError(f"{path}: column 'domain' has domains {unknown} not in dataset.digits-domains.split.domains")
         labels = digit_labels(df, path)
-        stats = read_stats(processed_dir)
-        images = (df[PIXELS].to_numpy(np.float32) - stats["pixel_mean"]) / stats["pixel_std"]
-        images = torch.from_numpy(images.astype(np.float32)).reshape(-1, 1, 8, 8)
+        images = torch.from_numpy(normalised_pixels(df, processed_dir)).reshape(-1, 1, 8, 8)
         targets = np.full((len(df), len(domains)), np.nan, dtype=np.float32)
         column = df["domain"].map({d: k for k, d in enumerate(domains)}).to_numpy(dtype=np.int64)
         targets[np.arange(len(df)), column] = labels

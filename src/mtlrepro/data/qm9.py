@@ -12,7 +12,7 @@ import torch
 
 from ..io import MTLReproError
 from .base import (DatasetSpec, Split, Task, check_finite_targets, read_parquet, read_stats,
-                   split_record, verify_checksum, write_parquet, write_stats)
+                   require_dtype, split_record, stat_value, verify_checksum, write_parquet, write_stats)
 
 SOURCE_FILES = {  # qm9pack 1.0.3
     "qm9_part1.csv": "19f0a5d595462d52cd82eef3370f3e9eb55a1f52cb14985657200349568deff3",
@@ -93,6 +93,35 @@ def molecule_graph(elements: list[str], xyz: list[list[float]]):
     return x, np.asarray(xyz, dtype=np.float32), np.asarray([src, dst], dtype=np.int64), np.asarray(kind, np.int64)
 
 
+def graph_arrays(r, path: Path, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One processed molecule's node features [n, 11], positions [n, 3], bonds [2, E] and bond
+    types [E], checked: finite numbers, consistent sizes, bonds between its atoms, known types."""
+    def column(name, dtype, per_row):
+        try:
+            values = np.array(getattr(r, name), dtype=dtype)  # a copy: parquet arrays are read-only
+        except (TypeError, ValueError) as err:
+            raise MTLReproError(f"{path}: column {name!r}, row {row}: not numbers ({err})") from None
+        if values.ndim != 1 or (per_row and values.size % per_row):
+            raise MTLReproError(f"{path}: column {name!r}, row {row}: {values.size} values, not a multiple of {per_row}")
+        if not np.isfinite(values).all():
+            raise MTLReproError(f"{path}: column {name!r}, row {row}: non-finite value(s) (NaN or inf)")
+        return values
+
+    n = r.n_atoms
+    x, pos = column("x", np.float32, NODE_FEATURES), column("pos", np.float32, 3)
+    bonds, kinds = column("edge_index", np.int64, 2), column("bond_type", np.int64, 1)
+    if x.size != n * NODE_FEATURES or pos.size != n * 3:
+        raise MTLReproError(f"{path}: row {row}: columns 'x' ({x.size}) and 'pos' ({pos.size}) do not fit "
+                            f"n_atoms = {n} ({NODE_FEATURES} features, 3 coordinates per atom)")
+    bonds = bonds.reshape(2, -1)
+    if bonds.shape[1] != kinds.size or (bonds.size and (bonds.min() < 0 or bonds.max() >= n)):
+        raise MTLReproError(f"{path}: row {row}: column 'edge_index' has {bonds.shape[1]} bonds for "
+                            f"{kinds.size} 'bond_type' values, or atoms outside 0..{n - 1}")
+    if kinds.size and (kinds.min() < 0 or kinds.max() >= BOND_TYPES):
+        raise MTLReproError(f"{path}: row {row}: column 'bond_type' has values outside 0..{BOND_TYPES - 1}")
+    return x.reshape(n, NODE_FEATURES), pos.reshape(n, 3), bonds, kinds
+
+
 def parse_xyz(text: str) -> list[list[float]]:
     """qm9pack's coordinate lists: Python-style literals ("0." and "1." occur, so not JSON),
     with Mathematica exponents ("1.2*^-6") in a few molecules."""
@@ -136,6 +165,7 @@ class GraphSplit(Split):
 class QM9(DatasetSpec):
     name = "qm9"
     raw_files = ("qm9.parquet",)
+    content_columns = ("x", "pos")
 
     def tasks(self, config):
         return [Task(name, "regression", "mae") for name in TARGETS]
@@ -162,6 +192,7 @@ class QM9(DatasetSpec):
     def preprocess(self, config, split_seed, raw_dir, out_dir):
         path = raw_dir / "qm9.parquet"
         df = read_parquet(path, ["index", "elements", "xyz"] + list(TARGETS))
+        require_dtype(df, ["index"], path, "integer")
         check_finite_targets(df, list(TARGETS), path)
         sizes = config["split"]
         total = sizes["train"] + sizes["val"] + sizes["test"]
@@ -197,15 +228,15 @@ class QM9(DatasetSpec):
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["n_atoms", "x", "pos", "edge_index", "bond_type"] + list(TARGETS))
         check_finite_targets(df, list(TARGETS), path)
-        stats = read_stats(processed_dir)["targets"]
+        require_dtype(df, ["n_atoms"], path, "integer")
+        if (df["n_atoms"] < 1).any():
+            raise MTLReproError(f"{path}: column 'n_atoms' has values below 1")
+        mean, std = self.target_scale(processed_dir)
         complete = config["model"]["complete_graph"]
         graphs = []
-        for r in df.itertuples(index=False):
+        for row, r in enumerate(df.itertuples(index=False)):
             n = int(r.n_atoms)
-            x = torch.from_numpy(np.array(r.x, np.float32).reshape(n, NODE_FEATURES))
-            pos = torch.from_numpy(np.array(r.pos, np.float32).reshape(n, 3))
-            bonds = torch.from_numpy(np.array(r.edge_index, np.int64).reshape(2, -1))
-            kinds = torch.from_numpy(np.array(r.bond_type, np.int64))
+            x, pos, bonds, kinds = (torch.from_numpy(a) for a in graph_arrays(r, path, row))
             if complete:  # every ordered pair, bond one-hot where bonded (Navon et al.'s transform)
                 ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
                 mask = ii != jj
@@ -218,13 +249,14 @@ class QM9(DatasetSpec):
                 bond_attr = torch.nn.functional.one_hot(kinds, BOND_TYPES).float()
             dist = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=1, keepdim=True)
             graphs.append((x, edge_index, torch.cat([bond_attr, dist], 1)))
-        targets = np.stack([(df[t].to_numpy() - stats[t]["mean"]) / stats[t]["std"] for t in TARGETS], 1)
+        targets = np.stack([(df[t].to_numpy() - mean[k]) / std[k] for k, t in enumerate(TARGETS)], 1)
         return GraphSplit(graphs, torch.from_numpy(targets.astype(np.float32)))
 
     def target_scale(self, processed_dir):
         """(mean, std) per task, to report MAE in the original units."""
-        stats = read_stats(processed_dir)["targets"]
-        return ([stats[t]["mean"] for t in TARGETS], [stats[t]["std"] for t in TARGETS])
+        stats = read_stats(processed_dir)
+        return ([stat_value(stats, processed_dir, "targets", t, "mean") for t in TARGETS],
+                [stat_value(stats, processed_dir, "targets", t, "std", scale=True) for t in TARGETS])
 
     def build_model(self, config, tasks):
         from ..models.mpnn import MPNN

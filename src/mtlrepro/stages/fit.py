@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +12,17 @@ import torch
 from .. import data as datasets
 from .. import methods as method_registry
 from .. import params as P
+from ..checksums import verify_processed
+from ..fingerprint import check_inputs, fingerprint, load_state, pretrain_record, run_record, stamp
 from ..io import MTLReproError, atomic_dir, provenance, write_json
 from ..training import (TrainConfig, build_method, derived_seed, fit, method_generator, resolve_device,
-                        seed_everything)
+                        resume_dir_of, resume_state_kept_on_kill, seed_everything)
 from .common import dataset_config as _config
 from .common import require_dir as _require_dir
 
 
-
 def _load_splits(spec, config, processed_dir: Path, names: Sequence[str]):
-    _require_dir(processed_dir, "processed data folder")
+    verify_processed(_require_dir(processed_dir, "processed data folder"))
     return [spec.load(config, processed_dir, name) for name in names]
 
 
@@ -44,13 +44,14 @@ class _Inputs:
     val: Any
     indices: Any
     device: torch.device
+    processed_dir: Path
 
 
 def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, device_name: str | None) -> _Inputs:
     spec, config = datasets.get(dataset), _config(params, dataset)
     train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction),
-                   resolve_device(device_name or params["device"]))
+                   resolve_device(device_name or params["device"]), processed_dir)
 
 
 def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, seed: int, out_dir: Path,
@@ -67,7 +68,9 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
                  inp.device, train_indices=inp.indices, until_epoch=n_epochs,
                  progress_label=f"{dataset}/pretrain/pct{fraction}/seed{seed}")
     with atomic_dir(out_dir) as tmp:
-        torch.save({**result.final_state, "epoch": n_epochs}, tmp / "checkpoint.pt")
+        state = stamp({**result.final_state, "epoch": n_epochs},
+                      pretrain_record(params, dataset, fraction, seed, processed_dir))
+        torch.save(state, tmp / "checkpoint.pt")
         write_json(tmp / "provenance.json", provenance(
             {**P.dataset_slice(params, dataset), "fraction": fraction}, stage="pretrain", seed=seed,
             device=str(inp.device), epochs=n_epochs, wall_time_s=time.perf_counter() - t0))
@@ -79,7 +82,7 @@ def _check_listed(params: dict, dataset: str, method: str) -> None:
                             f"studies.{{{', '.join(params['studies'])}}}")
 
 
-def _fit_stl(inp: _Inputs, hparams: dict, seed: int, resume_dir: Path, label: str) -> dict:
+def _fit_stl(inp: _Inputs, hparams: dict, seed: int, inputs: dict, resume_dir: Path, label: str) -> dict:
     """STL: one single-task `fit` per task, each with the whole budget and its own seed."""
     results = []
     for k, task in enumerate(inp.tasks):
@@ -90,35 +93,36 @@ def _fit_stl(inp: _Inputs, hparams: dict, seed: int, resume_dir: Path, label: st
         results.append(fit(model, method, [task], _select_task(inp.train, k), _select_task(inp.val, k),
                            TrainConfig.from_params(inp.config["train"], derived_seed(seed, k)), inp.device,
                            checkpoint_path=resume_dir / f"task{k}.pt", train_indices=inp.indices,
-                           method_generator=gen, progress_label=f"{label}/{task.name}"))
+                           inputs_fingerprint=fingerprint(inputs), method_generator=gen, progress_label=f"{label}/{task.name}"))
     return {"checkpoint": {"kind": "stl", "states": [r.best_state for r in results],
                            "tasks": [t.name for t in inp.tasks]},
             "history": {t.name: r.history for t, r in zip(inp.tasks, results)},
             "best_epoch": [r.best_epoch for r in results], "method_log": []}
 
 
-def _warm_start(method_name: str, pretrain_dir: Path | None, device) -> dict:
+def _warm_start(method_name: str, pretrain_dir: Path | None, device, expected: dict) -> dict:
+    """The pretrain-LS state, refused unless it was made from `expected` (its pretrain record)."""
     if pretrain_dir is None:
         raise MTLReproError(f"method {method_name!r} starts from the pretrain-LS checkpoint: pass --pretrain")
     ckpt_path = _require_dir(pretrain_dir, "pretrain folder") / "checkpoint.pt"
-    if not ckpt_path.exists():
-        raise MTLReproError(f"missing pretrain checkpoint: {ckpt_path}")
-    return torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = load_state(ckpt_path, "pretrain checkpoint", device)
+    check_inputs(state, expected, ckpt_path, "pretrain checkpoint")
+    return state
 
 
-def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, pretrain_dir: Path | None,
-             resume_dir: Path, label: str) -> dict:
+def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: dict, warm_inputs: dict,
+             pretrain_dir: Path | None, resume_dir: Path, label: str) -> dict:
     seed_everything(seed)
     model = inp.spec.build_model(inp.config, inp.tasks)
     gen = method_generator(seed, inp.device)
     method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp.train))
     install_heads(model, method, inp.tasks)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
-    init = _warm_start(method_name, pretrain_dir, inp.device) if method.warm_start else None
+    init = _warm_start(method_name, pretrain_dir, inp.device, warm_inputs) if method.warm_start else None
     start = init["epoch"] if init else 0
     result = fit(model, method, inp.tasks, inp.train, inp.val, cfg, inp.device,
                  checkpoint_path=resume_dir / "run.pt", init_state=init, train_indices=inp.indices,
-                 method_generator=gen, progress_label=label,
+                 inputs_fingerprint=fingerprint(inputs), method_generator=gen, progress_label=label,
                  log_every_epochs=sorted({start + 1, (cfg.epochs + start) // 2, cfg.epochs}))
     return {"checkpoint": {"kind": "mtl", "states": [result.best_state], "tasks": [t.name for t in inp.tasks]},
             "history": result.history, "best_epoch": result.best_epoch, "method_log": result.method_log}
@@ -126,30 +130,40 @@ def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, pretrain_
 
 def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
           fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None = None) -> None:
+    """One training run. Its resume state is kept only when the job is killed (for the retry)."""
     _check_listed(params, dataset, method_name)
+    # the resume state sits beside the output, which a workflow manager deletes on failure
+    with resume_state_kept_on_kill(resume_dir_of(out_dir)) as resume_dir:
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        _train_run(params, dataset, method_name, processed_dir, pretrain_dir, fraction, seed, out_dir,
+                   log_path, device_name, resume_dir)
+
+
+def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
+               fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None,
+               resume_dir: Path) -> None:
     inp = _inputs(params, dataset, processed_dir, fraction, device_name)
     hparams = P.method_hparams(params, method_name)
-    # the resume checkpoint sits beside the output, which a workflow manager deletes on failure
-    resume_dir = out_dir.parent / f".{out_dir.name}.resume"
-    resume_dir.mkdir(parents=True, exist_ok=True)
+    inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
     label = f"{dataset}/{method_name}/pct{fraction}/seed{seed}"
     t0 = time.perf_counter()
     if method_registry.get(method_name).kind == "stl":
-        run = _fit_stl(inp, hparams, seed, resume_dir, label)
+        run = _fit_stl(inp, hparams, seed, inputs, resume_dir, label)
     else:
-        run = _fit_mtl(inp, method_name, hparams, seed, pretrain_dir, resume_dir, label)
+        run = _fit_mtl(inp, method_name, hparams, seed, inputs,
+                       pretrain_record(params, dataset, fraction, seed, processed_dir), pretrain_dir,
+                       resume_dir, label)
     wall = time.perf_counter() - t0
     record = {**P.dataset_slice(params, dataset), "method": method_name, "method_hparams": hparams,
               "fraction": fraction, "seed": seed}
     with atomic_dir(out_dir) as tmp:
-        torch.save(run["checkpoint"], tmp / "model.pt")
+        torch.save(stamp(run["checkpoint"], inputs), tmp / "model.pt")
         write_json(tmp / "provenance.json", provenance(record, stage="train", seed=seed, device=str(inp.device),
                                                        best_epoch=run["best_epoch"], wall_time_s=wall))
     write_json(log_path, {"dataset": dataset, "method": method_name, "fraction": fraction, "seed": seed,
                           "tasks": [t.name for t in inp.tasks], "best_epoch": run["best_epoch"],
                           "history": run["history"], "method_log": run["method_log"], "wall_time_s": wall,
                           "provenance": provenance(record, stage="train", device=str(inp.device))})
-    shutil.rmtree(resume_dir, ignore_errors=True)
 
 
 def _select_task(split, k: int):
@@ -173,18 +187,16 @@ def install_heads(model, method, tasks) -> None:
         model.heads = heads
 
 
-def load_models(spec, config, tasks, model_dir: Path, device, method=None):
-    """[(model, task indices)] from a train output: one shared model, or one per task for STL."""
+def load_models(spec, config, tasks, model_dir: Path, device, method=None, inputs: dict | None = None):
+    """[(model, task indices)] from a train output: one shared model, or one per task for STL.
+    inputs: the record of the run the caller expects (fingerprint.run_record); another is refused."""
     path = _require_dir(model_dir, "trained model folder") / "model.pt"
-    if not path.exists():
-        raise MTLReproError(f"missing trained model: {path}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:
-        raise MTLReproError(f"corrupt model file {path}: {err}") from None
-    if ckpt["tasks"] != [t.name for t in tasks]:
-        raise MTLReproError(f"{path}: tasks {ckpt['tasks']} do not match the dataset's {[t.name for t in tasks]}")
-    if ckpt["kind"] == "stl":
+    ckpt = load_state(path, "trained model", device)
+    if inputs is not None:
+        check_inputs(ckpt, inputs, path, "trained model")
+    if ckpt.get("tasks") != [t.name for t in tasks]:
+        raise MTLReproError(f"{path}: tasks {ckpt.get('tasks')} do not match the dataset's {[t.name for t in tasks]}")
+    if ckpt.get("kind") == "stl":
         pairs = []
         for k, state in enumerate(ckpt["states"]):
             model = spec.build_model(config, [tasks[k]])
