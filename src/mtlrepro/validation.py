@@ -234,6 +234,10 @@ SUITES.update({
     "digits-domains": DatasetSuite(raw_file="digits.csv", expected_rows=1797, build=_digits_suite),
 })
 
+from .validation_images import IMAGE_SUITES  # noqa: E402  (cifar-mtl, utkface, chestx-ray14)
+
+SUITES.update(IMAGE_SUITES)
+
 
 # --------------------------------------------------------------------------------------------
 # Great Expectations plumbing

@@ -8,7 +8,7 @@ from .base import MTLModel
 
 class ConvNet(MTLModel):
     def __init__(self, tasks, in_channels: int = 1, channels: int = 64, kernel: int = 3,
-                 pool: int = 2, image_size: int = 8):
+                 pool: int = 2, image_size: int = 8, padding_mode: str = "zeros"):
         size = image_size
         for _ in range(3):
             size = size // pool
@@ -17,7 +17,8 @@ class ConvNet(MTLModel):
         super().__init__(channels * size * size, tasks)
         layers = []
         for i in range(3):
-            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel, padding=kernel // 2),
+            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel, padding=kernel // 2,
+                                 padding_mode=padding_mode),
                        nn.ELU(), nn.MaxPool2d(pool)]
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.norm = nn.BatchNorm1d(self.rep_dim)
