@@ -157,7 +157,7 @@ def chestxray_entries(patients: int = 12, per_patient: int = 3, test_patients: i
     for p in range(1, patients + 1):
         for j in range(per_patient):
             k = len(rows)
-            labels = "No Finding" if k % 7 == 3 else "|".join(sorted({FINDINGS[k % 14], FINDINGS[(k + 5) % 14]}))
+            labels = "No Finding" if k % 12 == 0 else "|".join(sorted({FINDINGS[k % 14], FINDINGS[(k + 5) % 14]}))
             rows.append((f"{p:08d}_{j:03d}.png", labels, j, p))
             if p > patients - test_patients:
                 test.append(rows[-1][0])

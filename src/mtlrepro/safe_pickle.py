@@ -54,7 +54,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
 
 
-def _check_arrays(value: Any, path: Path) -> None:
+def _check_arrays(value: Any, path: str) -> None:
     if isinstance(value, np.ndarray) and value.dtype.kind not in "buif":
         raise MTLReproError(f"{path}: array of dtype {value.dtype} refused")
     if isinstance(value, dict):
@@ -65,19 +65,20 @@ def _check_arrays(value: Any, path: Path) -> None:
             _check_arrays(item, path)
 
 
-def load_numpy_pickle(path: Path) -> Any:
-    """The object in a (Python 2 or 3) pickle that holds only plain data and numeric arrays."""
+def load_numpy_pickle(path: Path, shown: str | None = None) -> Any:
+    """The object in a (Python 2 or 3) pickle that holds only plain data and numeric arrays.
+    Errors name `shown` (e.g. archive:member) or the path."""
     path = Path(path)
     if not path.is_file():
-        raise MTLReproError(f"missing input file: {path}")
-    data = path.read_bytes()
+        raise MTLReproError(f"missing input file: {shown or path}")
+    data, name = path.read_bytes(), shown or str(path)
     try:
         value = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as err:
-        raise MTLReproError(f"{path}: refused or corrupt pickle: {err}") from None
+        raise MTLReproError(f"{name}: refused or corrupt pickle: {err}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as err:
-        raise MTLReproError(f"{path}: truncated or corrupt pickle ({type(err).__name__}: {err})") from None
-    _check_arrays(value, path)
+        raise MTLReproError(f"{name}: truncated or corrupt pickle ({type(err).__name__}: {err})") from None
+    _check_arrays(value, name)
     return value
 
 

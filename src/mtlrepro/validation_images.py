@@ -43,6 +43,7 @@ def _cifar_suite(gxe, expected_rows: int) -> list:
                                             value_pairs_set=sorted(FINE_TO_COARSE.items())),
         gxe.ExpectColumnPairValuesToBeInSet(column_A="fine_name", column_B="coarse_name", value_pairs_set=name_pairs),
         gxe.ExpectColumnValuesToMatchRegex(column="filename", regex=r"\.png$"),
+        gxe.ExpectColumnValuesToBeNull(column="label_error"),
     ]
     return exps
 

@@ -81,7 +81,12 @@ def metadata_table(root: Path) -> pd.DataFrame:
     entries = read_csv(root / ENTRY_FILE, ["Image Index", "Finding Labels", "Patient ID"], "ChestX-ray14 file")
     table = pd.DataFrame({"image_index": entries["Image Index"].astype(str),
                           "finding_labels": entries["Finding Labels"].astype(str),
-                          "patient_id": pd.to_numeric(entries["Patient ID"], errors="coerce").astype("Int64")})
+                          "patient_id": pd.to_numeric(entries["Patient ID"], errors="coerce")})
+    bad = table["patient_id"].isna() | (table["patient_id"] % 1 != 0)
+    if bad.any():
+        raise MTLReproError(f"{root / ENTRY_FILE}: column 'Patient ID' is not an integer in {int(bad.sum())} "
+                            f"row(s), e.g. image {table['image_index'][bad].iloc[0]}")
+    table["patient_id"] = table["patient_id"].astype("int64")
     table["split"] = _official_split(root, table["image_index"])
     unknown = [parse_findings(t)[1] for t in table["finding_labels"]]
     table["label_error"] = [f"{i}: unknown finding(s) {u}" if u else None for i, u in zip(table["image_index"], unknown)]

@@ -67,8 +67,10 @@ def _pickle_folder(root: Path) -> Path:
     raise MTLReproError(f"{root}: no CIFAR-100 python files (cifar-100-python/{{train,test,meta}})")
 
 
-def _read_part(path: Path) -> tuple[np.ndarray, list[int], list[int], list[str]]:
-    record = plain_keys(load_numpy_pickle(path), path)
+def _read_part(path: Path, shown: str) -> tuple[np.ndarray, list[int], list[int], list[str]]:
+    """One of the train/test pickles; errors name `shown` (the file, or archive:member)."""
+    record = plain_keys(load_numpy_pickle(path, shown), shown)
+    path = shown
     missing = [k for k in ("data", "fine_labels", "coarse_labels", "filenames") if k not in record]
     if missing:
         raise MTLReproError(f"{path}: missing key(s) {missing} in the CIFAR-100 pickle")
@@ -88,8 +90,9 @@ def _read_part(path: Path) -> tuple[np.ndarray, list[int], list[int], list[str]]
     return data, fine, coarse, names
 
 
-def _read_meta(path: Path) -> tuple[list[str], list[str]]:
-    record = plain_keys(load_numpy_pickle(path), path)
+def _read_meta(path: Path, shown: str) -> tuple[list[str], list[str]]:
+    record = plain_keys(load_numpy_pickle(path, shown), shown)
+    path = shown
     try:
         return [str(n) for n in record["fine_label_names"]], [str(n) for n in record["coarse_label_names"]]
     except KeyError as err:
@@ -98,6 +101,21 @@ def _read_meta(path: Path) -> tuple[list[str], list[str]]:
 
 def _name(names: list[str], label: int) -> str | None:
     return names[label] if 0 <= label < len(names) else None
+
+
+def _brief(shown: str) -> str:
+    """`archive.tar.gz:member/` or `folder/` without the leading folders (validation reports cut long values)."""
+    head, sep, tail = shown.partition(":")
+    return f"{Path(head).name}{sep}{tail}" if sep else f"{Path(head).name}/"
+
+
+def _label_error(where: str, i: int, fine: int, coarse: int) -> str | None:
+    """Names the pickle and the image whose labels are outside the sets or disagree."""
+    if not 0 <= fine < len(FINE_NAMES):
+        return f"{where}[{i}]: fine_label {fine} outside 0..{len(FINE_NAMES) - 1}"
+    if FINE_TO_COARSE[fine] != coarse:
+        return f"{where}[{i}]: coarse_label {coarse} is not the super-class of fine_label {fine}"
+    return None
 
 
 class CifarMTL(DatasetSpec):
@@ -121,27 +139,33 @@ class CifarMTL(DatasetSpec):
                 raise MTLReproError(f"dataset.cifar-mtl.source.path: no such file or folder: {path}")
             if path.is_dir():
                 folder = _pickle_folder(path)
-                return folder, {"source": str(path), "source_sha256": {n: sha256_file(folder / n)
-                                                                      for n in ("train", "test", "meta")}}
+                return folder, {"source": str(path), "shown": f"{folder}/",
+                                "source_sha256": {n: sha256_file(folder / n) for n in ("train", "test", "meta")}}
             archive, origin = path, {"source": str(path), "md5_verified": source.get("md5")}
             if source.get("md5") and (got := md5_file(path)) != source["md5"]:
                 raise MTLReproError(f"checksum mismatch for {path}: expected md5 {source['md5']}, got {got}")
         origin["source_sha256"] = sha256_file(archive)
-        return _pickle_folder(safe_extract(archive, workdir / "extracted")), origin
+        folder = _pickle_folder(safe_extract(archive, workdir / "extracted"))
+        member = folder.relative_to(workdir / "extracted").as_posix()
+        origin["shown"] = f"{archive}:{member + '/' if member != '.' else ''}"  # errors name archive:member
+        return folder, origin
 
     def download(self, config, raw_dir):
         with tempfile.TemporaryDirectory(prefix="cifar-mtl-") as work:
             folder, manifest = self._obtain(config, Path(work))
-            fine_names, coarse_names = _read_meta(folder / "meta")
-            parts = [(split, *_read_part(folder / split)) for split in ("train", "test")]
+            shown = manifest.pop("shown")
+            fine_names, coarse_names = _read_meta(folder / "meta", f"{shown}meta")
+            brief = _brief(shown)
+            parts = [(split, *_read_part(folder / split, f"{shown}{split}"), f"{brief}{split}") for split in ("train", "test")]
         rows = []
-        for split, data, fine, coarse, names in parts:
+        for split, data, fine, coarse, names, where in parts:
             rows.append(pd.DataFrame({
                 "split": split, "index": np.arange(len(data)), "filename": names,
                 "fine_label": fine, "coarse_label": coarse,
                 "fine_name": [_name(fine_names, f) for f in fine],
                 "coarse_name": [_name(coarse_names, c) for c in coarse],
-                "height": SIDE, "width": SIDE, "channels": 3}))
+                "height": SIDE, "width": SIDE, "channels": 3,
+                "label_error": [_label_error(where, i, f, c) for i, (f, c) in enumerate(zip(fine, coarse))]}))
         table = pd.concat(rows, ignore_index=True)
         images = np.concatenate([p[1] for p in parts]).reshape(-1, 3, SIDE, SIDE)  # R, G, B planes
         write_parquet(table, raw_dir / META_FILE)
