@@ -239,6 +239,10 @@ SUITES.update({
     "digits-domains": DatasetSuite(raw_file="digits.csv", expected_rows=1797, build=_digits_suite),
 })
 
+from .validation_images import IMAGE_SUITES  # noqa: E402  (cifar-mtl, utkface, chestx-ray14)
+
+SUITES.update(IMAGE_SUITES)
+
 
 # --------------------------------------------------------------------------------------------
 # Great Expectations plumbing
@@ -427,8 +431,10 @@ def _remove(*paths: Path) -> None:
 
 
 def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
-             params: dict | None = None) -> dict:
-    """Runs `dataset`'s expectation suite on its raw file; see the module docstring."""
+             params: dict | None = None, raw_files_sha256: dict | None = None) -> dict:
+    """Runs `dataset`'s expectation suite on its raw file; see the module docstring.
+    raw_files_sha256: the checked digests of the other raw files (an image table beside its
+    metadata), recorded with the suite's file so that the report gates the raw folder it saw."""
     import datetime as _dt
 
     start = time.perf_counter()
@@ -451,7 +457,7 @@ def validate(dataset: str, raw_dir: Path, out_json: Path, out_html: Path,
         "success": not failed,
         "raw_file": str(raw_path),
         # preprocess accepts this report only for these same files
-        "raw_files_sha256": {suite.raw_file: raw_sha256},
+        "raw_files_sha256": {**(raw_files_sha256 or {}), suite.raw_file: raw_sha256},
         "n_rows": int(len(df)),
         "n_columns": int(df.shape[1]),
         "expected_rows": expected_rows,

@@ -11,6 +11,7 @@ __all__ = ["DatasetSpec", "Split", "Task", "get", "names", "nested_subset"]
 _MODULES = {"digits-mtl": "digits", "qm9": "qm9"}
 _MODULES.update({"rotten-tomatoes": "rotten_tomatoes", "tweeteval": "tweeteval",
                  "digits-domains": "digits_domains"})
+_MODULES.update({"cifar-mtl": "cifar_mtl", "utkface": "utkface", "chestx-ray14": "chestxray14"})
 
 
 def names() -> list[str]:

@@ -23,7 +23,7 @@ class SingletonSafeBatchNorm1d(nn.BatchNorm1d):
 
 class ConvNet(MTLModel):
     def __init__(self, tasks, in_channels: int = 1, channels: int = 64, kernel: int = 3,
-                 pool: int = 2, image_size: int = 8):
+                 pool: int = 2, image_size: int = 8, padding_mode: str = "zeros"):
         size = image_size
         for _ in range(3):
             size = size // pool
@@ -32,7 +32,8 @@ class ConvNet(MTLModel):
         super().__init__(channels * size * size, tasks)
         layers = []
         for i in range(3):
-            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel, padding=kernel // 2),
+            layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, kernel, padding=kernel // 2,
+                                 padding_mode=padding_mode),
                        nn.ELU(), nn.MaxPool2d(pool)]
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.norm = SingletonSafeBatchNorm1d(self.rep_dim)

@@ -28,9 +28,10 @@ def download(params: dict, dataset: str, out_dir: Path) -> None:
 def validate(params: dict, dataset: str, raw_dir: Path, out_json: Path, out_html: Path) -> None:
     from ..validation import validate as run_suite
 
-    _config(params, dataset)
-    verify_raw(_require_dir(raw_dir, "raw data folder"))
-    run_suite(dataset, raw_dir, out_json, out_html, params=None)
+    expected = _config(params, dataset)["source"].get("expected_images")  # a copy smaller than the release
+    raw_files = verify_raw(_require_dir(raw_dir, "raw data folder"))
+    run_suite(dataset, raw_dir, out_json, out_html,
+              params=None if expected is None else {"expected_rows": expected}, raw_files_sha256=raw_files)
 
 
 def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path, out_dir: Path) -> None:
