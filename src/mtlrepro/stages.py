@@ -86,7 +86,7 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
     """The linear-scalarisation warm-up: `pretrain_epochs` of LS, stopped with its optimiser and
     scheduler state so a warm-start method continues the same schedule."""
     spec, config = datasets.get(dataset), _config(params, dataset)
-    device = resolve_device(device_name or params["device"])
+    device = resolve_device(device_name or params["device"], exclusive=True)
     tasks = spec.tasks(config)
     train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     seed_everything(seed)
@@ -130,7 +130,7 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
     if method_name not in grid.methods:
         raise MTLReproError(f"method {method_name!r} is not in the methods of {dataset}'s grid "
                             f"({grid.name}): {list(grid.methods)}")
-    device = resolve_device(device_name or params["device"])
+    device = resolve_device(device_name or params["device"], exclusive=True)
     tasks = spec.tasks(config)
     train_split, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     indices = _train_indices(params, len(train_split), fraction)
