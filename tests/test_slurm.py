@@ -21,7 +21,6 @@ import yaml
 from tests.slurm_cluster import ClusterUnavailable, LocalSlurm, ensure_installed
 from tests.workflow_utils import BIN, REPO, copy_workflow, tool_env
 
-pytestmark = pytest.mark.slow
 
 # The README's cluster command, verbatim (test_readme_documents_the_command keeps them in step).
 README_COMMAND = "snakemake all --profile profiles/slurm --workflow-profile none"
@@ -61,6 +60,12 @@ def test_readme_documents_the_command():
     assert README_COMMAND in section
     for option in (" ".join(QUICK_POLL), " ".join(SITE_OPTIONS), "export MTLREPRO_SLURM_GPU_PARTITION=gpu"):
         assert option in section, option
+
+
+def test_no_cluster_without_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ClusterUnavailable, match="needs root"):
+        ensure_installed()
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +145,15 @@ def model_tensors(model_dir: Path) -> list[dict]:
     return torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)["states"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a backstop only: every subprocess has its own limit; a run takes ~3 min
 def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster, tmp_path):
     t0 = time.monotonic()
     ci_params = yaml.safe_load((REPO / "tests" / "params-ci.yaml").read_text())
     work = copy_workflow(tmp_path / "study")
     (work / "tiny.yaml").write_text(yaml.safe_dump(tiny_study(ci_params)))
-    env = dict(tool_env(work), PYTHONPATH=str(work / "src"))
-    env.update(cluster.env)
-    env.pop("MTLREPRO_SLURM_PARTITION", None)
-    env["MTLREPRO_SLURM_GPU_PARTITION"] = "gpu"
+    env = {k: v for k, v in tool_env(work).items() if not k.startswith("MTLREPRO_SLURM_")}
+    env.update(cluster.env, PYTHONPATH=str(work / "src"), MTLREPRO_SLURM_GPU_PARTITION="gpu")  # as the README
     cmd = README_COMMAND.split() + SITE_OPTIONS + QUICK_POLL + ["--configfile", "tiny.yaml"]
     proc = snakemake([str(BIN / cmd[0]), *cmd[1:]], work, env, STUDY_TIMEOUT_S)
     job_id, at_cancel, after = cancel_mid_training(cluster, proc, work / RESUME_DIR)
@@ -157,7 +162,7 @@ def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster,
     study_s = time.monotonic() - t0
 
     # the cancel hit the job mid-training, and SLURM and Snakemake saw it cancelled
-    assert len(at_cancel) < 10 or min(at_cancel.values()) < EPOCHS, at_cancel
+    assert len(at_cancel) < 10 or min(at_cancel.values()) < EPOCHS, at_cancel  # digits-mtl: 10 tasks
     state = cluster.client(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"]).stdout.strip()
     assert state == "CANCELLED", state
     assert f"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'" in log, log[-4000:]
