@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -79,6 +79,29 @@ def cluster(tmp_path_factory):
         yield running
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """End a Snakemake run and its children: SIGTERM (it cancels its SLURM jobs), then SIGKILL."""
+    for sig, grace_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=grace_s)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def runs():
+    """The Snakemake runs a test starts; stopped before the cluster is, however the test ends."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        stop(proc)
+
+
 def snakemake(args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.Popen:
     log = open(cwd / f"snakemake-{len(list(cwd.glob('snakemake-*.log')))}.log", "w")
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -93,8 +116,7 @@ def finish(proc: subprocess.Popen) -> str:
     try:
         proc.wait(timeout=max(1.0, proc.deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
+        stop(proc)
         pytest.fail(f"snakemake ran past its time limit:\n{proc.log_path.read_text()[-4000:]}")
     return proc.log_path.read_text()
 
@@ -147,7 +169,7 @@ def model_tensors(model_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a backstop only: every subprocess has its own limit; a run takes ~3 min
-def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster, tmp_path):
+def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster, runs, tmp_path):
     t0 = time.monotonic()
     ci_params = yaml.safe_load((REPO / "tests" / "params-ci.yaml").read_text())
     work = copy_workflow(tmp_path / "study")
@@ -156,6 +178,7 @@ def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster,
     env.update(cluster.env, PYTHONPATH=str(work / "src"), MTLREPRO_SLURM_GPU_PARTITION="gpu")  # as the README
     cmd = README_COMMAND.split() + SITE_OPTIONS + QUICK_POLL + ["--configfile", "tiny.yaml"]
     proc = snakemake([str(BIN / cmd[0]), *cmd[1:]], work, env, STUDY_TIMEOUT_S)
+    runs.append(proc)
     job_id, at_cancel, after = cancel_mid_training(cluster, proc, work / RESUME_DIR)
     log = finish(proc)
     assert proc.returncode == 0, log[-6000:]
@@ -185,6 +208,7 @@ def test_readme_command_runs_the_study_and_a_cancelled_training_resumes(cluster,
     ref_env = dict(tool_env(ref_dir), PYTHONPATH=str(ref_dir / "src"))
     ref = snakemake([str(BIN / "snakemake"), CANCELLED_MODEL, "--cores", "2", "--workflow-profile", "none",
                      "--set-threads", "pretrain=2", "train=2", "--configfile=tiny.yaml"], ref_dir, ref_env, 240)
+    runs.append(ref)
     ref_log = finish(ref)
     assert ref.returncode == 0, ref_log[-4000:]
     resumed, uninterrupted = model_tensors(work / CANCELLED_MODEL), model_tensors(ref_dir / CANCELLED_MODEL)
