@@ -15,6 +15,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Quick jobs that need no node of their own (download may need the internet, which nodes often lack).
+localrules:
+    download,
+    validate,
+    aggregate,
+
+
 rule all:
     input:
         rules.aggregate.output,
