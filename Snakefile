@@ -18,6 +18,14 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Quick jobs that need no node of their own (download may need the internet, which nodes often lack).
+localrules:
+    download,
+    validate,
+    aggregate,
+    report,
+
+
 rule all:
     input:
         rules.report.output,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import gpus
 from . import methods as method_registry
 from .data.base import Split, Task
 from .fingerprint import STATE_FORMAT, fingerprint, load_state
@@ -32,10 +33,11 @@ from .methods.base import Aggregator, GradientContext, Method
 # ---------------------------------------------------------------- devices and seeds
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", exclusive: bool = False) -> torch.device:
+    """exclusive: a GPU of this process's own on a multi-GPU machine (training; see gpus.py)."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return gpus.claim_cuda_device() if exclusive else torch.device("cuda")
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -9,7 +9,6 @@ rule pretrain:
         fraction_seed=config["ablations"]["data_fraction"]["seed"],
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=60,
     log:
@@ -36,7 +35,6 @@ rule train:
         pretrain=lambda w, input: f" --pretrain '{input.pretrain}'" if input.pretrain else "",
     threads: 1
     resources:
-        gpu=1,
         mem_mb=16000,
         runtime=240,
     log:

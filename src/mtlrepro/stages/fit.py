@@ -51,7 +51,7 @@ def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, devi
     spec, config = datasets.get(dataset), _config(params, dataset)
     train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction),
-                   resolve_device(device_name or params["device"]), processed_dir)
+                   resolve_device(device_name or params["device"], exclusive=True), processed_dir)
 
 
 def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, seed: int, out_dir: Path,
