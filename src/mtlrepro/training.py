@@ -320,6 +320,72 @@ def _load_resume_state(path: Path, device, bound_to: str, label: str) -> dict | 
     return state
 
 
+def _apply_warm_start(init_state: dict, model, optimizer, scheduler) -> int:
+    """Continue from a pretrain checkpoint; returns the epoch it ended at.
+
+    The warm start keeps the weights and the position in the learning-rate schedule, not LS's
+    Adam moments: a method's update has its own scale (BayesAgg-MTL's is a task-weighted mean,
+    1/K of LS's sum), and moments carried over would shrink its steps for the
+    ~1/(1 - beta2) = 1000 steps the second moment remembers."""
+    model.load_state_dict(init_state["model"])
+    if scheduler is not None and init_state.get("scheduler") is not None:
+        scheduler.load_state_dict(init_state["scheduler"])
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr
+    return init_state["epoch"]
+
+
+def _restore_resume_state(ckpt: dict, model, optimizer, scheduler, method: Method,
+                          method_generator: torch.Generator | None, device) -> tuple[int, FitResult]:
+    """Put everything `_resume_state` saved back in place; returns (next epoch, results so far)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    method.load_state_dict(ckpt["method"])
+    if method_generator is not None:
+        method_generator.set_state(ckpt["method_generator"].to(method_generator.get_state().device))
+    _set_rng_state(ckpt["rng"], device)
+    return ckpt["epoch"], FitResult(**ckpt["best"])
+
+
+def _train_epoch(model, method: Method, tasks: Sequence[Task], train: Split, optimizer, cfg: TrainConfig,
+                 epoch: int, train_indices: Tensor | None) -> Tensor:
+    """One pass over the training examples, in an order fixed by the seed and the epoch; returns the
+    per-task losses averaged over its steps."""
+    model.train()
+    shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch))
+    totals, n_steps = None, 0
+    for inputs, targets in train.batches(cfg.batch_size, indices=train_indices, generator=shuffle):
+        losses = training_step(model, method, tasks, inputs, targets, optimizer)
+        totals = losses if totals is None else totals + losses
+        n_steps += 1
+    return totals / max(n_steps, 1)
+
+
+def _record_epoch(model, method: Method, tasks: Sequence[Task], val: Split, optimizer, scheduler,
+                  epoch: int, mean_losses: Tensor, best: FitResult, log_every_epochs: Sequence[int]) -> float:
+    """What follows the steps of epoch `epoch` (0-based): the method's end of epoch, validation,
+    the scheduler step, and the epoch's entries in `best` (history, method log, best weights).
+    Returns the validation score."""
+    method.end_epoch(mean_losses)
+    outputs = predict(model, tasks, val)
+    score = validation_score(tasks, outputs, val.targets)
+    if scheduler is not None:
+        scheduler.step(score) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
+    record = {"epoch": epoch + 1, "train_loss": mean_losses.tolist(), "val_score": score,
+              "lr": optimizer.param_groups[0]["lr"]}
+    if epoch + 1 in set(log_every_epochs):
+        logged = method_weights(model, method, val)
+        if logged is not None:
+            best.method_log.append({"epoch": epoch + 1, **logged})
+    best.history.append(record)
+    if score < best.best_score:
+        best.best_score, best.best_epoch = score, epoch + 1
+        best.best_state = copy.deepcopy(model.state_dict())
+    return score
+
+
 def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, checkpoint_path: Path | None = None, init_state: dict | None = None,
         train_indices: Tensor | None = None, method_generator: torch.Generator | None = None,
@@ -341,30 +407,13 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     start = cfg.start_epoch
     best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=math.inf)
     if init_state is not None:
-        # The warm start keeps the weights and the position in the learning-rate schedule, not
-        # LS's Adam moments: a method's update has its own scale (BayesAgg-MTL's is a task-weighted
-        # mean, 1/K of LS's sum), and moments carried over would shrink its steps for the
-        # ~1/(1 - beta2) = 1000 steps the second moment remembers.
-        model.load_state_dict(init_state["model"])
-        if scheduler is not None and init_state.get("scheduler") is not None:
-            scheduler.load_state_dict(init_state["scheduler"])
-            for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
-                group["lr"] = lr
-        start = init_state["epoch"]
+        start = _apply_warm_start(init_state, model, optimizer, scheduler)
     bound_to = resume_fingerprint(cfg, method, tasks, inputs_fingerprint, init_state, train_indices)
     ckpt = None if checkpoint_path is None else _load_resume_state(checkpoint_path, device, bound_to,
                                                                    progress_label)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        method.load_state_dict(ckpt["method"])
-        if method_generator is not None:
-            method_generator.set_state(ckpt["method_generator"].to(method_generator.get_state().device))
-        _set_rng_state(ckpt["rng"], device)
-        start = ckpt["epoch"]
-        best = FitResult(**ckpt["best"])
+        start, best = _restore_resume_state(ckpt, model, optimizer, scheduler, method, method_generator,
+                                            device)
     train = train.to(device)
     val = val.to(device)
     stop_after = int(os.environ.get("MTLREPRO_STOP_AFTER_EPOCH", "-1"))
@@ -372,29 +421,9 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     bar = tqdm(range(start, until_epoch or cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
                disable=os.environ.get("MTLREPRO_PROGRESS", "1") == "0")
     for epoch in bar:
-        model.train()
-        shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch))
-        totals, n_steps = None, 0
-        for inputs, targets in train.batches(cfg.batch_size, indices=train_indices, generator=shuffle):
-            losses = training_step(model, method, tasks, inputs, targets, optimizer)
-            totals = losses if totals is None else totals + losses
-            n_steps += 1
-        mean_losses = totals / max(n_steps, 1)
-        method.end_epoch(mean_losses)
-        outputs = predict(model, tasks, val)
-        score = validation_score(tasks, outputs, val.targets)
-        if scheduler is not None:
-            scheduler.step(score) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
-        record = {"epoch": epoch + 1, "train_loss": mean_losses.tolist(), "val_score": score,
-                  "lr": optimizer.param_groups[0]["lr"]}
-        if epoch + 1 in set(log_every_epochs):
-            logged = method_weights(model, method, val)
-            if logged is not None:
-                best.method_log.append({"epoch": epoch + 1, **logged})
-        best.history.append(record)
-        if score < best.best_score:
-            best.best_score, best.best_epoch = score, epoch + 1
-            best.best_state = copy.deepcopy(model.state_dict())
+        mean_losses = _train_epoch(model, method, tasks, train, optimizer, cfg, epoch, train_indices)
+        score = _record_epoch(model, method, tasks, val, optimizer, scheduler, epoch, mean_losses, best,
+                              log_every_epochs)
         bar.set_postfix(loss=f"{mean_losses.sum().item():.4f}", val=f"{score:.4f}")
         best.wall_time_s = time.perf_counter() - t0
         if checkpoint_path is not None:

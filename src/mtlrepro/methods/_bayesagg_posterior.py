@@ -1,5 +1,6 @@
 """Numerical core of BayesAgg-MTL (Achituve et al., ICML 2024): last-layer posteriors and the
-moments of the per-example gradient dL/dh under them.
+moments of the per-example gradient dL/dh under them; also the prior dicts (``BayesAgg.prior``)
+are built, copied and moved here.
 
 Conventions (shared by every function here)
 -------------------------------------------
@@ -19,7 +20,7 @@ Conventions (shared by every function here)
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +84,13 @@ def cholesky_jittered(A: Tensor, jitter: float, max_tries: int,
         f"after adding {jitter * 10.0 ** (max_tries - 1):.1e} x mean(diag) to its diagonal")
 
 
+def columns(A: Tensor, idx: list[int]) -> Tensor:
+    """A[:, idx] (a view when idx is a contiguous range)."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return A[:, idx[0]:idx[0] + len(idx)]
+    return A[:, idx]
+
+
 def tril_inverse(L: Tensor) -> Tensor:
     """L^{-1} for a batch of lower-triangular factors. With Lambda = L L^T,
     ``mean + z @ L^{-1}`` (z standard normal rows) has covariance Lambda^{-1}."""
@@ -122,6 +130,61 @@ def multiclass_ggn(X: Tensor, P: Tensor, m: Tensor, dtype: torch.dtype | None = 
         out += Xc.T @ (H.reshape(-1, C * C, 1) * Xc[:, None, :]).reshape(Xc.shape[0], -1)
     # out[d, (c, k, e)] -> [c, d, k, e]
     return out.reshape(D, C, C, D).permute(1, 0, 2, 3).reshape(C * D, C * D)
+
+
+# ----------------------------------------------------------------------------------------------
+# prior dicts (the format of BayesAgg.prior): "reg_mean" [R, D], "reg_prec" [R, D, D],
+# "reg_shared" (all regression precisions equal), "bin_mean" / "bin_prec" likewise, and the lists
+# "mc_mean" / "mc_prec" with one [C*D] / [C*D, C*D] entry per multi-class head
+# ----------------------------------------------------------------------------------------------
+
+def isotropic_prior(D: int, n_regression: int, n_binary: int, multiclass_classes: Sequence[int],
+                    prior_scale: float, prior_scale_classification: float,
+                    device) -> dict[str, Any]:
+    """The prior dict of N(0, prior_scale I) for the regression heads and of
+    N(0, prior_scale_classification I) for the classification heads."""
+    lam = 1.0 / float(prior_scale)
+    lam_cls = 1.0 / float(prior_scale_classification)
+    eye = torch.eye(D, dtype=LA_DTYPE, device=device)
+    pr: dict[str, Any] = {}
+    pr["reg_mean"] = torch.zeros(n_regression, D, dtype=LA_DTYPE, device=device)
+    pr["reg_prec"] = (eye * lam).expand(n_regression, D, D).clone()
+    pr["reg_shared"] = True
+    pr["bin_mean"] = torch.zeros(n_binary, D, dtype=LA_DTYPE, device=device)
+    pr["bin_prec"] = (eye * lam_cls).expand(n_binary, D, D).clone()
+    pr["mc_mean"], pr["mc_prec"] = [], []
+    for n_classes in multiclass_classes:
+        n = n_classes * D
+        pr["mc_mean"].append(torch.zeros(n, dtype=LA_DTYPE, device=device))
+        pr["mc_prec"].append(torch.eye(n, dtype=LA_DTYPE, device=device) * lam_cls)
+    return pr
+
+
+def all_equal(prec: Tensor) -> bool:
+    """Whether every matrix of the batch ``[n, D, D]`` equals the first (the "reg_shared" flag)."""
+    return bool(prec.shape[0] <= 1 or torch.equal(prec, prec[:1].expand_as(prec)))
+
+
+def clone_nested(x):
+    """A copy of a prior dict (or any nest of dicts and lists) with every tensor cloned."""
+    if isinstance(x, Tensor):
+        return x.clone()
+    if isinstance(x, dict):
+        return {k: clone_nested(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [clone_nested(v) for v in x]
+    return x
+
+
+def nested_to(x, device):
+    """A prior dict (or any nest of dicts and lists) with every tensor moved to `device`."""
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: nested_to(v, device) for k, v in x.items()}
+    if isinstance(x, list):
+        return [nested_to(v, device) for v in x]
+    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,6 +401,20 @@ def binary_quadrature_moments(X: Tensor, Y: Tensor, M: Tensor, mean: Tensor, cov
     return mu, var
 
 
+def assemble_moments(parts: Sequence[tuple[list[int], Tensor, Tensor]],
+                     K: int) -> tuple[Tensor, Tensor]:
+    """Per-group (task indices, E[g], Var[g]) -> [K, B, d] tensors in task order."""
+    if len(parts) == 1:
+        return parts[0][1], parts[0][2]
+    order = [k for idx, _, _ in parts for k in idx]
+    mu = torch.cat([p[1] for p in parts])
+    var = torch.cat([p[2] for p in parts])
+    if order != list(range(K)):
+        inv = torch.as_tensor(sorted(range(K), key=order.__getitem__), device=mu.device)
+        mu, var = mu[inv], var[inv]
+    return mu, var
+
+
 def randn(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
     """Standard normal draws from `generator` (on the generator's device), moved to `like`."""
     z = torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=like.dtype)
@@ -347,6 +424,16 @@ def randn(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Ten
 # ----------------------------------------------------------------------------------------------
 # aggregation (paper Eq. 7 with the power s)
 # ----------------------------------------------------------------------------------------------
+
+def relative_var_floors(monte_carlo: Sequence[bool], dtype: torch.dtype,
+                        device) -> Tensor | None:
+    """The `rel_floor` [K] of `precision_weights`: MC_REL_VAR_FLOOR * eps(dtype) for the tasks
+    whose moments are Monte-Carlo estimates, 0 for the others; None when no task's are."""
+    if not any(monte_carlo):
+        return None
+    r = MC_REL_VAR_FLOOR * torch.finfo(dtype).eps
+    return torch.tensor([r if mc else 0.0 for mc in monte_carlo], dtype=dtype, device=device)
+
 
 def precision_weights(mu: Tensor, var: Tensor, powers: Tensor, mask: Tensor | None,
                       var_floor: float, rel_floor: Tensor | None = None) -> Tensor:

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 
 from . import _bayesagg_posterior as P
+from ._bayesagg_batch import (StepBatch, augment, check_context, head_dims, head_parameters,
+                              prepare_batch, write_regression_heads)
 from .base import Aggregator, GradientContext
 
 _KINDS = ("regression", "binary", "multiclass")
@@ -169,11 +171,11 @@ class BayesAgg(Aggregator):
         self.prior[f"{key}_mean"][j] = mean.to(self.prior[f"{key}_mean"])
         self.prior[f"{key}_prec"][j] = precision.to(self.prior[f"{key}_prec"])
         if grp == "regression":
-            self.prior["reg_shared"] = self._all_equal(self.prior["reg_prec"])
+            self.prior["reg_shared"] = P.all_equal(self.prior["reg_prec"])
 
     def to(self, device: torch.device) -> "BayesAgg":
         if self.prior is not None:
-            self.prior = _to(self.prior, device)
+            self.prior = P.nested_to(self.prior, device)
         self._buf_h = [t.to(device) for t in self._buf_h]
         self._buf_t = [t.to(device) for t in self._buf_t]
         return self
@@ -190,7 +192,7 @@ class BayesAgg(Aggregator):
         effects: regression heads <- batch posterior mean; (h, targets) buffered for the
         full-data prior; last_weights / last_moments / last_posterior updated; MC draws advance
         the generator."""
-        G, h, T, heads = self._check_ctx(ctx)
+        G, h, T, heads = check_context(ctx, self.n_tasks)
         return self._step(h, T, heads, commit=True, generator=None)
 
     def weights_for(self, h: Tensor, targets: Tensor, heads=None, reduce: str = "none",
@@ -213,90 +215,88 @@ class BayesAgg(Aggregator):
 
     def _step(self, h: Tensor, T: Tensor, heads, commit: bool, generator):
         B, d = h.shape
-        K = self.n_tasks
         dev = h.device
         fdt = h.dtype if h.dtype in (torch.float32, torch.float64) else torch.float32
         if commit:
             self._heads = list(heads)
             generator = self._generator(dev)
         self._ensure_dims(heads, d, dev)
-        X = self._augment(h.detach().to(fdt))  # [B, D]
-        X64 = X.to(P.LA_DTYPE)
-        T = T.detach()
-        nan = torch.isnan(T)
-        all_lab = not bool(nan.any())  # the one host sync of a regression-only step
-        if all_lab:
-            M = Tz = None
-        else:
-            M = ~nan  # [B, K]
-            Tz = T.masked_fill(nan, 0.0)
-        jit, tries = float(self.hp["jitter"]), int(self.hp["cholesky_retries"])
-        parts: list[tuple[list[int], Tensor, Tensor]] = []
-        post: dict[int, tuple[Tensor, Tensor]] = {}
-        pr = self.prior
-
+        b = prepare_batch(h, T, fdt, self._dims["bias"])
+        # one (task indices, E[g], Var[g]) part and posterior entries per group; the groups run in
+        # this order so that the MC draws consume the generator in it
+        groups = []
         if self.reg_idx:
-            idx = self.reg_idx
-            Y = self._cols(T if all_lab else Tz, idx)
-            Mr = torch.ones_like(Y) if all_lab else self._cols(M, idx).to(fdt)
-            shared = all_lab and bool(pr["reg_shared"])
-            mean, prec, L = P.regression_posterior(
-                X64, Y.to(P.LA_DTYPE), Mr.to(P.LA_DTYPE), pr["reg_mean"], pr["reg_prec"],
-                jitter=jit, max_tries=tries, describe=self._describe(idx), shared=shared,
-                gram_dtype=fdt)
-            cov = torch.cholesky_inverse(L)
-            parts.append((idx, *P.regression_moments(X, Y.to(fdt), mean.to(fdt), cov.to(fdt), d)))
-            for j, k in enumerate(idx):
-                post[k] = (mean[j], prec[j if prec.shape[0] > 1 else 0])
-            if commit:
-                self._write_regression_heads(heads, mean)
-
+            groups.append(self._regression_part(b, heads, commit))
         if self.bin_idx:
-            idx = self.bin_idx
-            Y = self._cols(T if all_lab else Tz, idx)
-            Mb = torch.ones_like(Y) if all_lab else self._cols(M, idx).to(Y.dtype)
-            theta_hat = self._theta_hat(heads, idx).to(device=dev, dtype=P.LA_DTYPE)
-            mean, prec, L = P.binary_laplace_posterior(
-                X64, Y.to(P.LA_DTYPE), Mb.to(P.LA_DTYPE), theta_hat, pr["bin_mean"],
-                pr["bin_prec"], jitter=jit, max_tries=tries, describe=self._describe(idx),
-                gram_dtype=fdt)
-            Y, Mb = Y.to(fdt), Mb.to(fdt)
-            if self.hp["classification_moments"] == "quadrature":
-                mom = P.binary_quadrature_moments(
-                    X, Y, Mb, mean.to(fdt), torch.cholesky_inverse(L).to(fdt), d,
-                    int(self.hp["quadrature_nodes"]))
-            else:
-                mom = P.binary_mc_moments(X, Y, None if all_lab else Mb, mean.to(fdt),
-                                          P.tril_inverse(L).to(fdt), d,
-                                          int(self.hp["mc_samples"]), generator)
-            parts.append((idx, *mom))
-            for j, k in enumerate(idx):
-                post[k] = (mean[j], prec[j])
-
+            groups.append(self._binary_part(b, heads, generator))
         for j, k in enumerate(self.mc_idx):
-            C = self._dims["classes"][k]
-            theta_hat = self._theta_hat(heads, [k])[0].to(device=dev, dtype=P.LA_DTYPE)
-            y = (T if all_lab else Tz)[:, k].long()
-            mk = torch.ones(B, dtype=fdt, device=dev) if all_lab else M[:, k].to(fdt)
-            mean, prec, L = P.multiclass_laplace_posterior(
-                X64, y, mk.to(P.LA_DTYPE), theta_hat, pr["mc_mean"][j], pr["mc_prec"][j],
-                jitter=jit, max_tries=tries, describe=self._describe([k]), gram_dtype=fdt)
-            parts.append(([k], *P.multiclass_mc_moments(
-                X, y, None if all_lab else mk, mean.to(fdt), L.to(fdt), C, d,
-                int(self.hp["mc_samples"]), generator)))
-            post[k] = (mean, prec)
-
-        mu, var = self._assemble(parts, K)
+            groups.append(self._multiclass_part(b, heads, j, k, generator))
+        post = {k: entry for _, entries in groups for k, entry in entries.items()}
+        mu, var = P.assemble_moments([part for part, _ in groups], self.n_tasks)
         powers, rel = self._weight_consts(fdt, dev)
-        alpha = P.precision_weights(mu, var, powers, None if all_lab else M.T,
+        alpha = P.precision_weights(mu, var, powers, None if b.all_lab else b.M.T,
                                     float(self.hp["var_floor"]), rel)
         if not commit:
             return alpha
         direction = (alpha * mu).sum(0).div_(B)
         self._last = {"alpha": alpha, "mu": mu, "var": var, "posterior": post}
-        self._buf_h.append(X[:, :d].clone())
-        self._buf_t.append(T.clone())
+        self._buf_h.append(b.X[:, :d].clone())
+        self._buf_t.append(b.T.clone())
         return direction.to(h.dtype)
+
+    def _regression_part(self, b: StepBatch, heads, commit: bool):
+        """Closed-form batch posterior (Eq. 2) and gradient moments (Eq. 4) of the regression
+        heads; a committed step writes the posterior mean into them."""
+        idx, pr = self.reg_idx, self.prior
+        Y = P.columns(b.labels(), idx)
+        Mr = torch.ones_like(Y) if b.all_lab else P.columns(b.M, idx).to(b.fdt)
+        shared = b.all_lab and bool(pr["reg_shared"])
+        mean, prec, L = P.regression_posterior(
+            b.X64, Y.to(P.LA_DTYPE), Mr.to(P.LA_DTYPE), pr["reg_mean"], pr["reg_prec"],
+            shared=shared, gram_dtype=b.fdt, **self._cholesky_options(idx))
+        cov = torch.cholesky_inverse(L)
+        part = (idx, *P.regression_moments(b.X, Y.to(b.fdt), mean.to(b.fdt), cov.to(b.fdt), b.d))
+        entries = {k: (mean[j], prec[j if prec.shape[0] > 1 else 0]) for j, k in enumerate(idx)}
+        if commit:
+            self._write_regression_heads(heads, mean)
+        return part, entries
+
+    def _binary_part(self, b: StepBatch, heads, generator):
+        """Laplace batch posterior around the current binary heads (Eq. 8-10) and gradient
+        moments by Monte Carlo (Eq. 11) or Gauss-Hermite quadrature."""
+        idx, pr = self.bin_idx, self.prior
+        Y = P.columns(b.labels(), idx)
+        Mb = torch.ones_like(Y) if b.all_lab else P.columns(b.M, idx).to(Y.dtype)
+        theta_hat = self._theta_hat(heads, idx).to(device=b.X.device, dtype=P.LA_DTYPE)
+        mean, prec, L = P.binary_laplace_posterior(
+            b.X64, Y.to(P.LA_DTYPE), Mb.to(P.LA_DTYPE), theta_hat, pr["bin_mean"],
+            pr["bin_prec"], gram_dtype=b.fdt, **self._cholesky_options(idx))
+        Y, Mb = Y.to(b.fdt), Mb.to(b.fdt)
+        if self.hp["classification_moments"] == "quadrature":
+            mom = P.binary_quadrature_moments(
+                b.X, Y, Mb, mean.to(b.fdt), torch.cholesky_inverse(L).to(b.fdt), b.d,
+                int(self.hp["quadrature_nodes"]))
+        else:
+            mom = P.binary_mc_moments(b.X, Y, None if b.all_lab else Mb, mean.to(b.fdt),
+                                      P.tril_inverse(L).to(b.fdt), b.d,
+                                      int(self.hp["mc_samples"]), generator)
+        return (idx, *mom), {k: (mean[j], prec[j]) for j, k in enumerate(idx)}
+
+    def _multiclass_part(self, b: StepBatch, heads, j: int, k: int, generator):
+        """Laplace batch posterior around multi-class head k (the j-th one; Eq. 8-10) and its
+        gradient moments by Monte Carlo (Eq. 11)."""
+        C = self._dims["classes"][k]
+        theta_hat = self._theta_hat(heads, [k])[0].to(device=b.X.device, dtype=P.LA_DTYPE)
+        y = b.labels()[:, k].long()
+        B = b.X.shape[0]
+        mk = torch.ones(B, dtype=b.fdt, device=b.X.device) if b.all_lab else b.M[:, k].to(b.fdt)
+        mean, prec, L = P.multiclass_laplace_posterior(
+            b.X64, y, mk.to(P.LA_DTYPE), theta_hat, self.prior["mc_mean"][j],
+            self.prior["mc_prec"][j], gram_dtype=b.fdt, **self._cholesky_options([k]))
+        moments = P.multiclass_mc_moments(
+            b.X, y, None if b.all_lab else mk, mean.to(b.fdt), L.to(b.fdt), C, b.d,
+            int(self.hp["mc_samples"]), generator)
+        return ([k], *moments), {k: (mean, prec)}
 
     # ------------------------------------------------------------------------------------------
     # the full-data prior
@@ -339,34 +339,33 @@ class BayesAgg(Aggregator):
         if (self.bin_idx or self.mc_idx) and heads is None:
             raise RuntimeError("bayesagg.end_epoch: classification heads unknown; call "
                                "set_heads(heads) first (e.g. after load_state_dict)")
-        X64 = self._augment(H.to(P.LA_DTYPE))
+        X64 = augment(H.to(P.LA_DTYPE), self._dims["bias"])
         M = ~torch.isnan(T)
         Tz = torch.where(M, T, torch.zeros_like(T)).to(P.LA_DTYPE)
         Mf = M.to(P.LA_DTYPE)
-        jit, tries = float(self.hp["jitter"]), int(self.hp["cholesky_retries"])
         out = dict(iso)
         if self.reg_idx:
             idx = self.reg_idx
             shared = bool(M[:, idx].all())
             mean, prec, _ = P.regression_posterior(
-                X64, Tz[:, idx], Mf[:, idx], iso["reg_mean"], iso["reg_prec"], jitter=jit,
-                max_tries=tries, describe=self._describe(idx), shared=shared)
+                X64, Tz[:, idx], Mf[:, idx], iso["reg_mean"], iso["reg_prec"], shared=shared,
+                **self._cholesky_options(idx))
             out["reg_mean"] = mean
             out["reg_prec"] = prec.expand(len(idx), -1, -1).clone() if shared else prec
-            out["reg_shared"] = shared or self._all_equal(prec)
+            out["reg_shared"] = shared or P.all_equal(prec)
         if self.bin_idx:
             idx = self.bin_idx
             theta_hat = self._theta_hat(heads, idx).to(device=dev, dtype=P.LA_DTYPE)
             mean, prec, _ = P.binary_laplace_posterior(
                 X64, Tz[:, idx], Mf[:, idx], theta_hat, iso["bin_mean"], iso["bin_prec"],
-                jitter=jit, max_tries=tries, describe=self._describe(idx))
+                **self._cholesky_options(idx))
             out["bin_mean"], out["bin_prec"] = mean, prec
         out["mc_mean"], out["mc_prec"] = [], []
         for j, k in enumerate(self.mc_idx):
             theta_hat = self._theta_hat(heads, [k])[0].to(device=dev, dtype=P.LA_DTYPE)
             mean, prec, _ = P.multiclass_laplace_posterior(
                 X64, Tz[:, k].long(), Mf[:, k], theta_hat, iso["mc_mean"][j], iso["mc_prec"][j],
-                jitter=jit, max_tries=tries, describe=self._describe([k]))
+                **self._cholesky_options([k]))
             out["mc_mean"].append(mean)
             out["mc_prec"].append(prec)
         return out
@@ -379,7 +378,7 @@ class BayesAgg(Aggregator):
         return {
             "prior_version": self.prior_version,
             "dims": None if self._dims is None else dict(self._dims),
-            "prior": None if self.prior is None else _clone(self.prior),
+            "prior": None if self.prior is None else P.clone_nested(self.prior),
             "buffer_h": torch.cat(self._buf_h).clone() if self._buf_h else None,
             "buffer_targets": torch.cat(self._buf_t).clone() if self._buf_t else None,
             "generator_state": None if gen is None else gen.get_state().clone(),
@@ -389,7 +388,7 @@ class BayesAgg(Aggregator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.prior_version = int(state["prior_version"])
         self._dims = None if state["dims"] is None else dict(state["dims"])
-        self.prior = None if state["prior"] is None else _clone(state["prior"])
+        self.prior = None if state["prior"] is None else P.clone_nested(state["prior"])
         self._buf_h = [] if state["buffer_h"] is None else [state["buffer_h"].clone()]
         self._buf_t = [] if state["buffer_targets"] is None else [state["buffer_targets"].clone()]
         if state["generator_state"] is not None:
@@ -401,40 +400,8 @@ class BayesAgg(Aggregator):
     # ------------------------------------------------------------------------------------------
     # internals
     # ------------------------------------------------------------------------------------------
-    def _check_ctx(self, ctx: GradientContext):
-        G, h, T, heads = ctx.G, ctx.h, ctx.targets, ctx.heads
-        if h is None or T is None or heads is None:
-            raise ValueError("bayesagg: the GradientContext needs h, targets and heads")
-        if G.dim() != 3:
-            raise ValueError(f"bayesagg: G must be [K, B, d], got {tuple(G.shape)}")
-        K, B, d = G.shape
-        if K != self.n_tasks:
-            raise ValueError(f"bayesagg: G has {K} tasks, the method was built for {self.n_tasks}")
-        if tuple(h.shape) != (B, d):
-            raise ValueError(f"bayesagg: h must be [{B}, {d}], got {tuple(h.shape)}")
-        if tuple(T.shape) != (B, K):
-            raise ValueError(f"bayesagg: targets must be [{B}, {K}], got {tuple(T.shape)}")
-        if len(heads) != K:
-            raise ValueError(f"bayesagg: {len(heads)} heads for {K} tasks")
-        return G, h, T, heads
-
     def _ensure_dims(self, heads, d: int, dev) -> None:
-        bias = [getattr(hd, "bias", None) is not None for hd in heads]
-        if len(set(bias)) > 1:
-            raise ValueError("bayesagg: either every head has a bias or none has")
-        classes = {}
-        for k, (hd, kind) in enumerate(zip(heads, self.task_kinds)):
-            out_f, in_f = hd.weight.shape
-            if in_f != d:
-                raise ValueError(f"bayesagg: head {k} takes {in_f} features, h has {d}")
-            if kind in ("regression", "binary") and out_f != 1:
-                raise ValueError(f"bayesagg: task {k} ({kind}) needs a head with 1 output, "
-                                 f"got {out_f}")
-            if kind == "multiclass":
-                if out_f < 2:
-                    raise ValueError(f"bayesagg: task {k} (multiclass) needs >= 2 outputs")
-                classes[k] = out_f
-        dims = {"d": d, "bias": bias[0], "classes": classes}
+        dims = head_dims(heads, self.task_kinds, d)
         if self._dims is not None and self._dims != dims:
             raise ValueError(f"bayesagg: heads/representation changed shape: {self._dims} -> {dims}")
         self._dims = dims
@@ -443,74 +410,16 @@ class BayesAgg(Aggregator):
 
     def _isotropic_prior(self, d: int, dev) -> dict[str, Any]:
         D = d + 1 if self._dims["bias"] else d
-        lam = 1.0 / float(self.hp["prior_scale"])
-        lam_cls = 1.0 / float(self.hp["prior_scale_classification"])
-        eye = torch.eye(D, dtype=P.LA_DTYPE, device=dev)
-        pr: dict[str, Any] = {}
-        R, Kb = len(self.reg_idx), len(self.bin_idx)
-        pr["reg_mean"] = torch.zeros(R, D, dtype=P.LA_DTYPE, device=dev)
-        pr["reg_prec"] = (eye * lam).expand(R, D, D).clone()
-        pr["reg_shared"] = True
-        pr["bin_mean"] = torch.zeros(Kb, D, dtype=P.LA_DTYPE, device=dev)
-        pr["bin_prec"] = (eye * lam_cls).expand(Kb, D, D).clone()
-        pr["mc_mean"], pr["mc_prec"] = [], []
-        for k in self.mc_idx:
-            n = self._dims["classes"][k] * D
-            pr["mc_mean"].append(torch.zeros(n, dtype=P.LA_DTYPE, device=dev))
-            pr["mc_prec"].append(torch.eye(n, dtype=P.LA_DTYPE, device=dev) * lam_cls)
-        return pr
-
-    def _augment(self, h: Tensor) -> Tensor:
-        if not self._dims["bias"]:
-            return h
-        return torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1)
+        return P.isotropic_prior(D, len(self.reg_idx), len(self.bin_idx),
+                                 [self._dims["classes"][k] for k in self.mc_idx],
+                                 self.hp["prior_scale"], self.hp["prior_scale_classification"], dev)
 
     def _theta_hat(self, heads, idx) -> Tensor:
-        """Current head parameters [len(idx), out, D] (bias last) -> [n, D] for 1-output heads,
-        [C, D] per multi-class head (returned stacked for a single index)."""
-        rows = []
-        for k in idx:
-            W = heads[k].weight.detach()
-            if self._dims["bias"]:
-                W = torch.cat([W, heads[k].bias.detach()[:, None]], dim=1)
-            rows.append(W)
-        if self.task_kinds[idx[0]] == "multiclass":
-            return torch.stack(rows)
-        return torch.cat(rows, dim=0)
+        return head_parameters(heads, idx, self._dims["bias"],
+                               multiclass=self.task_kinds[idx[0]] == "multiclass")
 
     def _write_regression_heads(self, heads, mean: Tensor) -> None:
-        d = self._dims["d"]
-        hd0 = heads[self.reg_idx[0]]
-        mean = mean.to(device=hd0.weight.device, dtype=hd0.weight.dtype)
-        dst, src = [], []
-        for j, k in enumerate(self.reg_idx):
-            dst.append(heads[k].weight)
-            src.append(mean[j:j + 1, :d])
-            if self._dims["bias"]:
-                dst.append(heads[k].bias)
-                src.append(mean[j, d:])
-        with torch.no_grad():
-            torch._foreach_copy_(dst, src)
-
-    @staticmethod
-    def _cols(A: Tensor, idx: list[int]) -> Tensor:
-        """A[:, idx] (a view when idx is a contiguous range)."""
-        if idx == list(range(idx[0], idx[0] + len(idx))):
-            return A[:, idx[0]:idx[0] + len(idx)]
-        return A[:, idx]
-
-    @staticmethod
-    def _assemble(parts, K: int) -> tuple[Tensor, Tensor]:
-        """Per-group (task indices, E[g], Var[g]) -> [K, B, d] tensors in task order."""
-        if len(parts) == 1:
-            return parts[0][1], parts[0][2]
-        order = [k for idx, _, _ in parts for k in idx]
-        mu = torch.cat([p[1] for p in parts])
-        var = torch.cat([p[2] for p in parts])
-        if order != list(range(K)):
-            inv = torch.as_tensor(sorted(range(K), key=order.__getitem__), device=mu.device)
-            mu, var = mu[inv], var[inv]
-        return mu, var
+        write_regression_heads(heads, self.reg_idx, mean, self._dims["d"], self._dims["bias"])
 
     def _weight_consts(self, fdt, dev) -> tuple[Tensor, Tensor | None]:
         """(powers s_k [K], relative variance floors [K] or None), cached per dtype/device.
@@ -520,16 +429,16 @@ class BayesAgg(Aggregator):
             quad = self.hp["classification_moments"] == "quadrature"
             mc = [kind == "multiclass" or (kind == "binary" and not quad)
                   for kind in self.task_kinds]
-            rel = None
-            if any(mc):
-                r = P.MC_REL_VAR_FLOOR * torch.finfo(fdt).eps
-                rel = torch.tensor([r if is_mc else 0.0 for is_mc in mc], dtype=fdt, device=dev)
-            self._consts[key] = (self.powers.to(device=dev, dtype=fdt), rel)
+            self._consts[key] = (self.powers.to(device=dev, dtype=fdt),
+                                 P.relative_var_floors(mc, fdt, dev))
         return self._consts[key]
 
-    def _describe(self, idx):
+    def _cholesky_options(self, idx) -> dict[str, Any]:
+        """The factorisation keywords of the P.*_posterior functions for the tasks `idx`; a
+        failure names the task by its index and kind."""
         kinds = self.task_kinds
-        return lambda j: f"task {idx[j]} ({kinds[idx[j]]})"
+        return {"jitter": float(self.hp["jitter"]), "max_tries": int(self.hp["cholesky_retries"]),
+                "describe": lambda j: f"task {idx[j]} ({kinds[idx[j]]})"}
 
     def _where(self, k: int):
         kind = self.task_kinds[k]
@@ -541,27 +450,3 @@ class BayesAgg(Aggregator):
             self.generator = torch.Generator(device=dev)
             self.generator.manual_seed(int(self.hp["seed"]))
         return self.generator
-
-    @staticmethod
-    def _all_equal(prec: Tensor) -> bool:
-        return bool(prec.shape[0] <= 1 or torch.equal(prec, prec[:1].expand_as(prec)))
-
-
-def _clone(x):
-    if isinstance(x, Tensor):
-        return x.clone()
-    if isinstance(x, dict):
-        return {k: _clone(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clone(v) for v in x]
-    return x
-
-
-def _to(x, device):
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_to(v, device) for v in x]
-    return x
