@@ -212,7 +212,7 @@ def test_train_evaluate_robustness_stages(rt, tmp_path):
     clean = rob["perturbations"]["gaussian"][0]["values"]
     assert clean == {t: ev["tasks"][t]["metrics"]["macro_f1"] for t in clean}
     # only what training changed is stored: not the frozen backbone
-    state = torch.load(tmp_path / "model" / "model.pt", weights_only=False)["states"][0]
+    state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)["states"][0]
     assert not any(k.startswith("backbone.embeddings.") for k in state)
     assert any(k.startswith("backbone.encoder.layer.5.") for k in state)
 

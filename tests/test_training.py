@@ -98,7 +98,7 @@ def _train(tmp_path, digits_processed, name, seed=0):
     params = P.load(CI_PARAMS)
     out = tmp_path / name
     stages.train(params, "digits-mtl", "ls", digits_processed, None, 100, seed, out, tmp_path / f"{name}.json")
-    return torch.load(out / "model.pt", weights_only=False), (tmp_path / f"{name}.json")
+    return torch.load(out / "model.pt", weights_only=True), (tmp_path / f"{name}.json")
 
 
 def test_same_seed_same_numbers_on_cpu(tmp_path, digits_processed):
@@ -132,7 +132,7 @@ def test_resume_after_interruption_ends_with_the_same_model(tmp_path, digits_pro
 def test_stl_trains_one_model_per_task(tmp_path, digits_processed):
     params = P.load(CI_PARAMS)
     stages.train(params, "digits-mtl", "stl", digits_processed, None, 100, 0, tmp_path / "stl", tmp_path / "stl.json")
-    ckpt = torch.load(tmp_path / "stl" / "model.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "stl" / "model.pt", weights_only=True)
     assert ckpt["kind"] == "stl" and len(ckpt["states"]) == 10
     assert all(state["heads.0.weight"].shape == (1, 8) for state in ckpt["states"])
     assert "heads.1.weight" not in ckpt["states"][0]
@@ -146,7 +146,7 @@ def test_warm_start_continues_from_the_pretrain_checkpoint(tmp_path, digits_proc
 
     params = P.load(CI_PARAMS)
     stages.pretrain(params, "digits-mtl", digits_processed, 100, 0, tmp_path / "pre")
-    ckpt = torch.load(tmp_path / "pre" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "pre" / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == params["dataset"]["digits-mtl"]["train"]["pretrain_epochs"]
 
     class WarmLS(LinearScalarization):
