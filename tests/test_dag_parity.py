@@ -41,14 +41,27 @@ def test_dvc_repro_dry_runs(tmp_path):
     assert "Running stage 'report'" in out.stdout and "Running stage 'aggregate_infomtl'" in out.stdout
 
 
-def test_snakemake_rejects_a_params_typo(tmp_path):
+def _typo_in_schema(params):
+    params["dataset"]["qm9"]["train"]["epoch"] = 3
+    return "epoch"
+
+
+def _unknown_method_in_a_study(params):
+    params["studies"]["bayesagg"]["methods"].append("lss")
+    params["method"]["lss"] = {}
+    return "unknown method"
+
+
+@pytest.mark.parametrize("break_params", [_typo_in_schema, _unknown_method_in_a_study])
+def test_snakemake_rejects_bad_params_when_it_builds_the_dag(tmp_path, break_params):
     import yaml
 
     params = yaml.safe_load(CI_PARAMS.read_text())
-    params["dataset"]["qm9"]["train"]["epoch"] = 3
+    expected = break_params(params)
     work = copy_workflow(tmp_path / "wf")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     out = subprocess.run([str(BIN / "snakemake"), "-n", "all"], cwd=work, env=tool_env(work),
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
-    assert "epoch" in out.stderr + out.stdout
+    assert expected in out.stderr + out.stdout
+    assert "KeyError" not in out.stderr + out.stdout
