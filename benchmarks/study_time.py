@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "profiles", "environment.yml")
 FULL_METHODS = ["stl", "ls", "si", "rlw", "dwa", "uw", "gls", "tw", "imtl_l", "igbv2", "mgda", "pcgrad",
                 "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "bayesagg", "infomtl", "vmtl", "mt_vib"]
-FULL_DATASETS = ["digits-mtl", "qm9", "cifar-mtl", "utkface", "chestxray14"]
+FULL_DATASETS = ["digits-mtl", "qm9", "cifar-mtl", "utkface", "chestx-ray14"]
 FULL_TEXT_DATASETS = ["rotten-tomatoes", "tweeteval"]
 FULL_TEXT_METHODS = ["stl", "ls", "tw", "si", "uw", "gls", "dwa", "pcgrad", "imtl_l", "rlw", "mt_vib", "vmtl",
                      "hmtl", "infomtl", "infomtl_no_simax", "infomtl_no_timin"]  # InfoMTL's Tables 1-4
