@@ -32,6 +32,14 @@ def test_default_and_ci_params_are_valid():
      "data_fraction.methods must contain 'ls'"),
     (lambda p: p["studies"]["infomtl"].update(colour="red"), "studies.infomtl: unknown key"),
     (lambda p: p.update(studies={}), "studies"),
+    (lambda p: p["dataset"]["qm9"]["split"].update(train="all"), "dataset.qm9.split.train"),
+    (lambda p: p["dataset"]["qm9"]["split"].update(order="random"), "dataset.qm9.split.order"),
+    (lambda p: p["dataset"]["qm9"]["train"].update(scheduler={"name": "plateau", "factor": 0.7, "patience": 5,
+                                                                "min_lr": 1.0}),
+     "dataset.qm9.train.scheduler.min_lr (1.0) must not exceed dataset.qm9.train.lr"),
+    (lambda p: p["dataset"]["qm9"]["train"].update(scheduler={"name": "plateau", "factor": 0.7, "patience": 5,
+                                                                "min_lrr": 0}),
+     "dataset.qm9.train.scheduler"),
 ])
 def test_bad_params_name_the_key(ci_params, write_params, mutate, fragment):
     params = copy.deepcopy(ci_params)
@@ -113,3 +121,12 @@ def test_cli_exits_nonzero_on_a_params_typo(ci_params, write_params, tmp_path, c
     err = capsys.readouterr().err
     assert "unknown key" in err and "seedz" in err
     assert not (tmp_path / "raw").exists()
+
+
+def test_the_published_qm9_split_and_the_plateau_schedule_are_params(ci_params, write_params):
+    params = copy.deepcopy(ci_params)
+    params["dataset"]["qm9"]["split"] = {"order": "test-val-train", "test": 10000, "val": 10000, "train": "rest"}
+    params["dataset"]["digits-mtl"]["train"]["scheduler"] = {"name": "plateau", "factor": 0.7, "patience": 5,
+                                                             "min_lr": 1.0e-5}
+    loaded = P.load(write_params(params))
+    assert loaded["dataset"]["qm9"]["split"]["train"] == "rest"

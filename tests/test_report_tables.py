@@ -180,3 +180,38 @@ def test_study_with_a_reference_other_than_stl(tree):
     # pcgrad's errors are 1.05 / 1.10 of ls's
     assert summary["reg"]["pcgrad"]["delta_m"] == pytest.approx(100 * (1.05 / 1.10 - 1), rel=1e-5)
     assert study_of({**tree, "params": params}).reference == "ls"
+
+
+def _record_units(d, units):
+    """The reg evaluations and robustness runs record the units of their errors (as QM9's do)."""
+    from mtlrepro.report.loader import eval_path, robustness_path
+
+    paths = [eval_path(d["eval"], "reg", m, f, s) for m in METHODS for f in FRACTIONS for s in SEEDS]
+    paths += [robustness_path(d["rob"], "reg", m, s) for m in METHODS for s in SEEDS]
+    for path in paths:
+        doc = json.loads(path.read_text())
+        for task, unit in units.items():
+            doc["tasks"][task]["unit"] = unit
+        path.write_text(json.dumps(doc))
+    build_references(d, ("reg",))
+
+
+def test_main_table_headers_show_the_units_of_the_errors(tree):
+    _record_units(tree, {"mu": "D", "alpha": "meV"})
+    run(tree)
+    md = (tree["tables"] / "reg_main.md").read_text()
+    assert "mu (MAE, D)" in md and "alpha (MAE, meV)" in md
+    assert "t1 (Acc.)" in (tree["tables"] / "cls_main.md").read_text()  # no units recorded: none shown
+
+
+def test_an_evaluation_in_other_units_than_the_reference_is_refused(tree):
+    from mtlrepro.io import MTLReproError
+    from mtlrepro.report.loader import eval_path
+
+    _record_units(tree, {"mu": "D", "alpha": "meV"})
+    path = eval_path(tree["eval"], "reg", "ls", 100, 0)
+    doc = json.loads(path.read_text())
+    doc["tasks"]["alpha"]["unit"] = "eV"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(MTLReproError, match="tasks.alpha.unit is 'eV' but the reference .* has 'meV'"):
+        run(tree)

@@ -161,3 +161,47 @@ def test_warm_start_continues_from_the_pretrain_checkpoint(tmp_path, digits_proc
     cfg = TrainConfig.from_params(config["train"], 0)
     result = fit(model, WarmLS(len(tasks)), tasks, train, val, cfg, torch.device("cpu"), init_state=ckpt)
     assert [h["epoch"] for h in result.history] == list(range(ckpt["epoch"] + 1, cfg.epochs + 1))
+
+
+PLATEAU = {"name": "plateau", "factor": 0.7, "patience": 5, "min_lr": 1.0e-5}  # Navon et al.'s QM9 schedule
+
+
+def _plateau(lr=1.0e-3):
+    from mtlrepro.training import make_scheduler
+
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([param], lr=lr)
+    cfg = TrainConfig(epochs=300, batch_size=1, lr=lr, weight_decay=0.0, scheduler=dict(PLATEAU), seed=0)
+    return optimizer, make_scheduler(optimizer, cfg)
+
+
+def test_plateau_schedule_steps_on_the_validation_score_down_to_min_lr():
+    optimizer, scheduler = _plateau()
+    scheduler.step(1.0)                 # the best validation score so far
+    for _ in range(5):                  # 5 epochs without improvement: patience, lr kept
+        scheduler.step(1.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0e-3)
+    scheduler.step(1.0)                 # the 6th: lr x 0.7
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(7.0e-4)
+    scheduler.step(0.5)                 # an improvement resets the count
+    for _ in range(5):
+        scheduler.step(0.6)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(7.0e-4)
+    for _ in range(200):
+        scheduler.step(0.6)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0e-5)  # never below min_lr
+
+
+def test_a_warm_start_keeps_the_plateau_schedules_place():
+    """BayesAgg-MTL continues the LS pre-training's schedule: its reduced lr and its counters."""
+    from mtlrepro.training import _apply_warm_start
+
+    optimizer, scheduler = _plateau()
+    for _ in range(7):
+        scheduler.step(1.0)
+    state = {"model": {}, "scheduler": scheduler.state_dict(), "epoch": 7}
+    optimizer2, scheduler2 = _plateau()
+    model = torch.nn.Module()
+    assert _apply_warm_start(state, model, optimizer2, scheduler2) == 7
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(7.0e-4)
+    assert scheduler2.num_bad_epochs == scheduler.num_bad_epochs and scheduler2.best == scheduler.best

@@ -63,8 +63,9 @@ def parse_command(cmd: str) -> tuple[str, dict]:
     return words[3], args
 
 
-def snakemake_dag(workdir: Path) -> list[dict]:
-    out = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "all"], cwd=workdir,
+def snakemake_dag(workdir: Path, *extra: str) -> list[dict]:
+    """The jobs of `snakemake -n -p --forceall all` (then `extra`, e.g. --configfile FILE)."""
+    out = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "all", *extra], cwd=workdir,
                          env=tool_env(workdir), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     jobs, job = [], None

@@ -43,6 +43,8 @@ def validate(params: dict, source: str = "params") -> dict:
             msg = err.message
             if err.validator == "additionalProperties":
                 msg = "unknown key: " + msg
+            elif err.validator in ("anyOf", "oneOf") and isinstance(err.schema, dict) and err.schema.get("description"):
+                msg += f" (expected {err.schema['description']})"
             lines.append(f"  {_key_path(err)}: {msg}")
         raise ParamsError(f"{source} is invalid:\n" + "\n".join(lines))
     _cross_check(params, source)
@@ -182,8 +184,19 @@ def _check_study(params: dict, st: Study) -> list[str]:
     return problems
 
 
+def _check_schedules(params: dict) -> list[str]:
+    problems = []
+    for name, block in params["dataset"].items():
+        train = block["train"]
+        sched = train["scheduler"]
+        if sched["name"] == "plateau" and sched.get("min_lr", 0.0) > train["lr"]:
+            problems.append(f"dataset.{name}.train.scheduler.min_lr ({sched['min_lr']}) must not exceed "
+                            f"dataset.{name}.train.lr ({train['lr']})")
+    return problems
+
+
 def _cross_check(params: dict, source: str) -> None:
-    problems = [p for st in studies(params) for p in _check_study(params, st)]
+    problems = _check_schedules(params) + [p for st in studies(params) for p in _check_study(params, st)]
     if problems:
         raise ParamsError(f"{source} is invalid:\n" + "\n".join("  " + p for p in problems))
 

@@ -68,6 +68,9 @@ class Counterpart:
     same_dataset: bool         # False: a different (smaller) data set of the same kind
     description: str           # what our data set is
     metric_note: str = ""      # how our number differs from the published metric, if it does
+    # the `dataset.<name>.split` of params that has the published table's split sizes (None: none
+    # does); a run with it is at the paper's data scale, and the report's caption says so
+    paper_split: Mapping | None = None
 
 
 PAPERS: dict[str, Paper] = {
@@ -234,7 +237,8 @@ _add(PublishedTable(
 _BAYESAGG_COUNTERPARTS = {
     "qm9": Counterpart(
         dataset="qm9", table="bayesagg_qm9_delta_m", ours="delta_m", same_dataset=True,
-        description="QM9, the same molecules and regression targets"),
+        description="QM9, the same molecules and regression targets",
+        paper_split={"order": "test-val-train", "test": 10000, "val": 10000, "train": "rest"}),
     "digits-mtl": Counterpart(
         dataset="digits-mtl", table="bayesagg_cifar_mtl_accuracy", ours="accuracy_pct", same_dataset=False,
         description=("scikit-learn's digits (1,797 8x8 grey images), 10 one-vs-rest binary tasks: "

@@ -20,6 +20,7 @@ class Task:
     kind: str  # "regression" | "binary" | "multiclass"
     primary: str  # the metric Delta_m uses: "mae" | "accuracy" | "auc" | "f1"
     n_classes: int = 1
+    unit: str | None = None  # of a regression target's reported errors (e.g. "meV"); shown in tables
 
     @property
     def higher_is_better(self) -> bool:

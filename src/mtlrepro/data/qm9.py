@@ -1,5 +1,10 @@
 """QM9 (130,831 molecules) from the qm9pack package: the 11 regression targets of the Navon et al.
-protocol, molecules as graphs (rdkit bonds from the DFT geometry), for the NNConv + GRU + Set2Set MPNN."""
+protocol, molecules as graphs (rdkit bonds from the DFT geometry), for the NNConv + GRU + Set2Set MPNN.
+
+qm9pack holds total energies in Hartree; preprocess turns U0, U, H and G into atomization energies
+(ATOM_REFERENCE) and every target into the units of Navon et al.'s tables (UNITS: meV for homo,
+lumo, zpve and the energies). Training uses the targets z-scored on the training split (MSE);
+MAE is reported in UNITS. The raw file keeps the source's values and units, as validated."""
 from __future__ import annotations
 
 import ast
@@ -20,21 +25,41 @@ SOURCE_FILES = {  # qm9pack 1.0.3
     "qm9_part3.csv": "9c5efb5733d2af149db8d95d36ff198b4ffed12d9f7b344220a1e5877d5c6a43",
 }
 N_MOLECULES = 130_831
-HARTREE_TO_EV = 27.211386246
-# target -> (qm9pack column, factor to the units MAE is reported in: PyG's, as in Navon et al.)
+HARTREE_TO_EV = 27.211386246            # CODATA 2018, as PyG's QM9 (HAR2EV)
+HARTREE_TO_MEV = 1000.0 * HARTREE_TO_EV
+# target -> (qm9pack column, factor from the source's units to the units MAE is reported in).
+# The units are those of Navon et al.'s (2022) per-target tables, which BayesAgg-MTL's Table 1
+# follows: PyG's QM9 units, with meV instead of eV for homo, lumo, zpve and the four energies.
 TARGETS = {
-    "mu": ("Dipole_debye", 1.0),                      # D
-    "alpha": ("Polarizability_bohr3", 1.0),           # bohr^3
-    "homo": ("HOMO_au", HARTREE_TO_EV),               # eV
-    "lumo": ("LUMO_au", HARTREE_TO_EV),               # eV
-    "r2": ("R2_bohr2", 1.0),                          # bohr^2
-    "zpve": ("ZPVE_au", HARTREE_TO_EV),               # eV
-    "u0": ("InternalEnergy_0K_au", HARTREE_TO_EV),    # eV
-    "u": ("InternalEnergy_298K_au", HARTREE_TO_EV),   # eV
-    "h": ("Enthalphy_298K_au", HARTREE_TO_EV),        # eV
-    "g": ("GibbsFreeEnergy_298K_au", HARTREE_TO_EV),  # eV
-    "cv": ("Heatcapacity_Cv_cal_mol_K", 1.0),         # cal/(mol K)
+    "mu": ("Dipole_debye", 1.0),
+    "alpha": ("Polarizability_bohr3", 1.0),
+    "homo": ("HOMO_au", HARTREE_TO_MEV),
+    "lumo": ("LUMO_au", HARTREE_TO_MEV),
+    "r2": ("R2_bohr2", 1.0),
+    "zpve": ("ZPVE_au", HARTREE_TO_MEV),
+    "u0": ("InternalEnergy_0K_au", HARTREE_TO_MEV),    # atomization energy (see ATOM_REFERENCE)
+    "u": ("InternalEnergy_298K_au", HARTREE_TO_MEV),   # atomization energy
+    "h": ("Enthalphy_298K_au", HARTREE_TO_MEV),        # atomization enthalpy
+    "g": ("GibbsFreeEnergy_298K_au", HARTREE_TO_MEV),  # atomization free energy
+    "cv": ("Heatcapacity_Cv_cal_mol_K", 1.0),
 }
+UNITS = {"mu": "D", "alpha": "bohr^3", "homo": "meV", "lumo": "meV", "r2": "bohr^2", "zpve": "meV",
+         "u0": "meV", "u": "meV", "h": "meV", "g": "meV", "cv": "cal/(mol K)"}
+# The energies are atomization energies: the molecule's total energy minus the sum of its atoms'
+# reference energies (the PyG targets U0_atom, U_atom, H_atom, G_atom that Navon et al. use).
+# Reference energies in Hartree of the isolated atoms at the same level of theory (B3LYP/
+# 6-31G(2df,p)), per element and target (U0, U at 298.15 K, H, G): the `atomref` table of the
+# QM9 release (Ramakrishnan et al., "Quantum chemistry structures and properties of 134 kilo
+# molecules", Sci. Data 1, 140022, 2014; its atomref data file). PyG's QM9 `atomref` holds the
+# same numbers in eV; they agree with these x HARTREE_TO_EV to within 3e-5 eV.
+ATOM_REFERENCE = {  # element: (U0, U, H, G)
+    "H": (-0.500273, -0.498857, -0.497912, -0.510927),
+    "C": (-37.846772, -37.845355, -37.844411, -37.861317),
+    "N": (-54.583861, -54.582445, -54.581501, -54.598897),
+    "O": (-75.064579, -75.063163, -75.062219, -75.079532),
+    "F": (-99.718730, -99.717314, -99.716370, -99.733544),
+}
+ATOMIZED = ("u0", "u", "h", "g")  # the targets ATOM_REFERENCE's columns belong to, in order
 ELEMENTS = ["H", "C", "N", "O", "F"]
 ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 NODE_FEATURES = 11  # one-hot element (5), atomic number, aromatic, sp, sp2, sp3, attached H count
@@ -128,6 +153,75 @@ def parse_xyz(text: str) -> list[list[float]]:
     return ast.literal_eval(text.replace("*^", "e"))
 
 
+SPLIT_ORDERS = {"train-val-test": ("train", "val", "test"), "test-val-train": ("test", "val", "train")}
+
+
+def split_indices(sizes: dict, n: int, seed: int, where: str = "dataset.qm9.split") -> dict[str, np.ndarray]:
+    """Row positions of the train, val and test splits: one permutation of the n molecules drawn
+    with `seed`, cut into consecutive blocks in the order `sizes["order"]` (default train, val,
+    test). `train: rest` is every molecule that val and test leave: the published protocol is
+    order test-val-train, test 10,000, val 10,000, train the remaining 110,831."""
+    order_name = sizes.get("order", "train-val-test")
+    if order_name not in SPLIT_ORDERS:
+        raise MTLReproError(f"{where}: order {order_name!r} is not one of {', '.join(SPLIT_ORDERS)}")
+    counts = {"val": int(sizes["val"]), "test": int(sizes["test"])}
+    rest = n - counts["val"] - counts["test"]
+    counts["train"] = rest if sizes["train"] == "rest" else int(sizes["train"])
+    if sum(counts.values()) > n or counts["train"] < 1:
+        asked = f"val {counts['val']} + test {counts['test']} + train {sizes['train']}"
+        raise MTLReproError(f"{where} asks for {asked} molecules but the source has {n}"
+                            + (" (train: rest would be empty)" if sizes["train"] == "rest" else ""))
+    perm = np.random.default_rng(seed).permutation(n)
+    blocks, start = {}, 0
+    for name in SPLIT_ORDERS[order_name]:
+        blocks[name] = np.sort(perm[start:start + counts[name]])
+        start += counts[name]
+    return {name: blocks[name] for name in ("train", "val", "test")}
+
+
+def reference_energy(elements: list[str]) -> np.ndarray:
+    """The sum of the atoms' reference energies (Hartree) for U0, U, H, G (ATOMIZED order)."""
+    unknown = sorted(set(elements) - set(ATOM_REFERENCE))
+    if unknown:
+        raise MTLReproError(f"no atomic reference energy for element(s) {unknown}; QM9 has {', '.join(ATOM_REFERENCE)}")
+    return np.sum([ATOM_REFERENCE[e] for e in elements], axis=0)
+
+
+def reported_targets(raw: dict[str, np.ndarray], references: np.ndarray, ids: np.ndarray,
+                     path: Path | str = "qm9") -> dict[str, np.ndarray]:
+    """The targets in the reported units (TARGETS, UNITS) from the source's (Hartree etc.):
+    the energies become atomization energies, total minus `references` [n, 4] (reference_energy
+    of each molecule). A molecule is bound, so each atomization energy must be negative; a
+    positive one means the energy columns or the reference table are wrong."""
+    out = {}
+    for target, (_, factor) in TARGETS.items():
+        values = np.asarray(raw[target], dtype=np.float64)
+        if target in ATOMIZED:
+            values = values - references[:, ATOMIZED.index(target)]
+            bad = np.flatnonzero(values >= 0)
+            if bad.size:
+                raise MTLReproError(f"{path}: column {target!r}: atomization energy >= 0 for molecule index "
+                                    f"{int(ids[bad[0]])} ({bad.size} molecules): not a total energy in Hartree?")
+        out[target] = values * factor
+    return out
+
+
+def _molecule_rows(df: pd.DataFrame, path: Path) -> tuple[list[dict], np.ndarray]:
+    """The graph columns of each molecule and its atoms' reference energies [n, 4]."""
+    rows, references = [], []
+    for r in df.itertuples(index=False):
+        try:
+            elements = ast.literal_eval(r.elements)
+            xyz = parse_xyz(r.xyz)
+        except (ValueError, SyntaxError) as err:
+            raise MTLReproError(f"{path}: molecule index {r.index}: unreadable elements/xyz: {err}") from None
+        x, pos, edge_index, bond = molecule_graph(elements, xyz)
+        rows.append({"example_id": int(r.index), "n_atoms": len(elements), "x": x.ravel(),
+                     "pos": pos.ravel(), "edge_index": edge_index.ravel(), "bond_type": bond})
+        references.append(reference_energy(elements))
+    return rows, np.asarray(references, dtype=np.float64).reshape(-1, len(ATOMIZED))
+
+
 @dataclass
 class GraphBatch:
     x: torch.Tensor
@@ -168,7 +262,7 @@ class QM9(DatasetSpec):
     content_columns = ("x", "pos")
 
     def tasks(self, config):
-        return [Task(name, "regression", "mae") for name in TARGETS]
+        return [Task(name, "regression", "mae", unit=UNITS[name]) for name in TARGETS]
 
     def download(self, config, raw_dir):
         source = _source_dir(config)
@@ -194,34 +288,21 @@ class QM9(DatasetSpec):
         df = read_parquet(path, ["index", "elements", "xyz"] + list(TARGETS))
         require_dtype(df, ["index"], path, "integer")
         check_finite_targets(df, list(TARGETS), path)
-        sizes = config["split"]
-        total = sizes["train"] + sizes["val"] + sizes["test"]
-        if total > len(df):
-            raise MTLReproError(f"dataset.qm9.split asks for {total} molecules but {path} has {len(df)}")
-        perm = np.random.default_rng(split_seed).permutation(len(df))
-        bounds = np.cumsum([0, sizes["train"], sizes["val"], sizes["test"]])
-        parts = {name: np.sort(perm[bounds[i]:bounds[i + 1]]) for i, name in enumerate(("train", "val", "test"))}
+        parts = split_indices(config["split"], len(df), split_seed, f"dataset.qm9.split ({path})")
         stats, info = {}, {}
         for name, idx in parts.items():
-            rows = []
-            for r in df.iloc[idx].itertuples(index=False):
-                try:
-                    elements = ast.literal_eval(r.elements)
-                    xyz = parse_xyz(r.xyz)
-                except (ValueError, SyntaxError) as err:
-                    raise MTLReproError(f"{path}: molecule index {r.index}: unreadable elements/xyz: {err}") from None
-                x, pos, edge_index, bond = molecule_graph(elements, xyz)
-                rows.append({"example_id": int(r.index), "n_atoms": len(elements), "x": x.ravel(),
-                             "pos": pos.ravel(), "edge_index": edge_index.ravel(), "bond_type": bond})
+            rows, references = _molecule_rows(df.iloc[idx], path)
             part = pd.DataFrame(rows)
-            for target, (_, factor) in TARGETS.items():
-                part[target] = df[target].to_numpy()[idx] * factor
+            values = reported_targets({t: df[t].to_numpy()[idx] for t in TARGETS}, references,
+                                      part["example_id"].to_numpy(), path)
+            for target in TARGETS:
+                part[target] = values[target]
             if name == "train":  # normalisation statistics from the training split only
                 stats = {t: {"mean": float(part[t].mean()), "std": float(part[t].std(ddof=0))} for t in TARGETS}
             write_parquet(part, out_dir / f"{name}.parquet")
             info[name] = split_record(name, df["index"].to_numpy()[idx])
-        write_stats(out_dir, {"targets": stats, "units": {"mu": "D", "alpha": "bohr^3", "r2": "bohr^2",
-                                                         "cv": "cal/(mol K)", "other": "eV"}})
+        write_stats(out_dir, {"targets": stats, "units": dict(UNITS),
+                              "energies": "atomization energies (total minus the atoms' atomref energies)"})
         return info
 
     def load(self, config, processed_dir, split):
@@ -253,8 +334,12 @@ class QM9(DatasetSpec):
         return GraphSplit(graphs, torch.from_numpy(targets.astype(np.float32)))
 
     def target_scale(self, processed_dir):
-        """(mean, std) per task, to report MAE in the original units."""
+        """(mean, std) per task, to report MAE in the units of UNITS."""
         stats = read_stats(processed_dir)
+        if stats.get("units") != UNITS:  # e.g. processed before the targets became meV atomization energies
+            raise MTLReproError(f"{processed_dir / 'stats.json'}: units {stats.get('units')} are not this "
+                                f"version's {UNITS}: the processed data are stale; re-run preprocess "
+                                f"(snakemake --forcerun preprocess, or dvc repro)")
         return ([stat_value(stats, processed_dir, "targets", t, "mean") for t in TARGETS],
                 [stat_value(stats, processed_dir, "targets", t, "std", scale=True) for t in TARGETS])
 

@@ -78,6 +78,13 @@ def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[st
         n_common=len(common))
 
 
+def _size_text(key: str, value) -> str:
+    """One split setting: a count (10,000), a fraction (0.1), or a word (qm9's `train: rest`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{key} {value}"
+    return f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:g}"
+
+
 def sizes_text(params: Mapping, ds: str) -> str:
     config = (params.get("dataset") or {}).get(ds) or {}
     source = (config.get("source") or {}).get("kind")
@@ -85,7 +92,7 @@ def sizes_text(params: Mapping, ds: str) -> str:
     if not split:
         return "sizes not given in params"
     fractions = all(isinstance(v, float) and v < 1 for v in split.values())
-    parts = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in split.items())
+    parts = ", ".join(_size_text(k, v) for k, v in split.items())
     return (f"{source + ' source, ' if source else ''}split {parts}"
             f"{' as fractions of the data set' if fractions else ' examples'}")
 
@@ -104,17 +111,32 @@ def _published_text(entry: published.Entry, decimals: int) -> str:
     return f"{text} ± {std if '.' in std else std + '.0'}"
 
 
+def at_paper_scale(cp: published.Counterpart, params: Mapping) -> bool:
+    """Our runs have the published table's split sizes (params' split is the counterpart's paper_split)."""
+    split = ((params.get("dataset") or {}).get(cp.dataset) or {}).get("split")
+    return cp.paper_split is not None and split is not None and dict(split) == dict(cp.paper_split)
+
+
+def _scale_text(c: Comparison, params: Mapping) -> str:
+    cp, t = c.counterpart, c.table
+    if at_paper_scale(cp, params):
+        return (f"At the paper's data scale. Ours: {c.dataset}, {cp.description}; our runs use "
+                f"{sizes_text(params, c.dataset)}: the published split's sizes, from our own seeded "
+                f"shuffle. The paper's {t.dataset}: {t.data}. Absolute numbers are comparable up to "
+                f"the split, the seeds and the differences the params file lists.")
+    return (f"Not a replication at the paper's scale. Ours: {c.dataset}, {cp.description}; our runs use "
+            f"{sizes_text(params, c.dataset)}: the embedded default uses small subsets of the data. "
+            f"The paper's {t.dataset}: {t.data}. Absolute numbers therefore differ and are not "
+            f"comparable; only the orderings of the methods (the ranks) are.")
+
+
 def _caption(c: Comparison, params: Mapping) -> str:
     cp, t = c.counterpart, c.table
     n_seeds = sorted({s.n for s in c.ours.values()})
     kind = ("the same data set" if cp.same_dataset else
             f"NOT the same data set: {c.dataset} is a different, smaller data set of the same kind as {t.dataset}")
     return (
-        f"Not a replication at the paper's scale. Ours: {c.dataset}, {cp.description}; our runs use "
-        f"{sizes_text(params, c.dataset)}: the embedded default uses small subsets of the data. "
-        f"The paper's {t.dataset}: {t.data}. Absolute numbers therefore differ and are not "
-        f"comparable; only the orderings of the methods (the ranks) are. {c.dataset} vs "
-        f"{t.dataset}: {kind}."
+        _scale_text(c, params) + f" {c.dataset} vs {t.dataset}: {kind}."
         + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
         + f" Published: {t.source}, {t.metric}, as printed (± = std over {t.seeds} seeds)"
         + (f"; {t.note}" if t.note else "")
@@ -169,11 +191,14 @@ def comparison_files(params: Mapping, comparisons: Sequence[Comparison],
                      inputs: Mapping[str, str]) -> tuple[str, str, dict[str, str]]:
     """The Markdown and CSV of a study's published-vs-ours sections, and their inputs (the
     datasets' `inputs` and published.py)."""
-    md = ("# Published numbers side by side with ours\n\n"
-          "Each section sets one of our data sets beside the published table of its counterpart. "
-          "The embedded default trains on small subsets (sizes in each caption, from params), so "
-          "absolute numbers differ from the papers' and only the orderings of the methods are "
-          "comparable.\n\n" + "\n".join(comparison_md(c, params) for c in comparisons))
+    intro = ("Each section sets one of our data sets beside the published table of its counterpart. "
+             "The embedded default trains on small subsets (sizes in each caption, from params), so "
+             "absolute numbers differ from the papers' and only the orderings of the methods are "
+             "comparable.")
+    if any(at_paper_scale(c.counterpart, params) for c in comparisons):
+        intro += " A caption that begins 'At the paper's data scale' is of runs with the published split's sizes."
+    md = ("# Published numbers side by side with ours\n\n" + intro + "\n\n"
+          + "\n".join(comparison_md(c, params) for c in comparisons))
     csv = csv_text(_CSV_HEADER, [row for c in comparisons for row in comparison_rows(c)])
     source = Path(published.__file__)
     return md, csv, {**inputs, str(source): sha256_file(source)}

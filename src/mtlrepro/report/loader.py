@@ -103,7 +103,15 @@ def _eval_task(name: str, task: Any, path: Path) -> dict:
         raise MTLReproError(f"{path}: tasks.{name}.metrics has no primary metric {primary!r}")
     value = number(metrics[primary], f"tasks.{name}.metrics.{primary}", path)
     return {"primary": primary, "higher_is_better": hib, "kind": task.get("kind"),
-            "value": value, "metrics": dict(metrics)}
+            "value": value, "metrics": dict(metrics), "unit": _unit(task, name, path)}
+
+
+def _unit(task: dict, name: str, path: Path) -> str | None:
+    """The units of a task's errors where the file records them (QM9: "meV"), else None."""
+    unit = task.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise MTLReproError(f"{path}: tasks.{name}.unit must be a string, not {type(unit).__name__}")
+    return unit
 
 
 def load_eval(path: str | os.PathLike, *, dataset: str | None = None, method: str | None = None,
@@ -173,7 +181,8 @@ def load_robustness(path: str | os.PathLike, *, dataset: str | None = None, meth
     if not tasks_in:
         raise MTLReproError(f"{path}: no tasks")
     tasks = {str(name): {"primary": require(task, "primary", f"{path} (tasks.{name})", str),
-                         "higher_is_better": require(task, "higher_is_better", f"{path} (tasks.{name})", bool)}
+                         "higher_is_better": require(task, "higher_is_better", f"{path} (tasks.{name})", bool),
+                         "unit": _unit(task, name, path)}
              for name, task in tasks_in.items()}
     order = _task_order(data, tasks, path)
     perts = require(data, "perturbations", path, dict)
@@ -219,15 +228,16 @@ def load_log(path: str | os.PathLike, *, dataset: str | None = None, method: str
 
 
 def check_against_reference(path: Path, task_order: Sequence[str], tasks: Mapping, reference: dict) -> None:
-    """The file's tasks, primary metrics and directions are the reference's."""
+    """The file's tasks, primary metrics, directions and units are the reference's (errors in eV
+    against a reference in meV would give a wrong Delta_m)."""
     if sorted(task_order) != sorted(reference["task_order"]):
         raise MTLReproError(f"{path}: tasks {list(task_order)} differ from the reference's "
                             f"{reference['task_order']} ({reference['path']})")
     for task in reference["task_order"]:
-        for key in ("primary", "higher_is_better"):
-            if tasks[task][key] != reference["tasks"][task][key]:
-                raise MTLReproError(f"{path}: tasks.{task}.{key} is {tasks[task][key]!r} but the "
-                                    f"reference {reference['path']} has {reference['tasks'][task][key]!r}")
+        for key in ("primary", "higher_is_better", "unit"):
+            if tasks[task].get(key) != reference["tasks"][task].get(key):
+                raise MTLReproError(f"{path}: tasks.{task}.{key} is {tasks[task].get(key)!r} but the "
+                                    f"reference {reference['path']} has {reference['tasks'][task].get(key)!r}")
 
 
 class Loader:

@@ -40,7 +40,7 @@ def _columns(reference: dict, kinds, roles: N.Roles, show_avg: bool) -> list[Col
     columns = []
     for t in reference["task_order"]:
         info = reference["tasks"][t]
-        columns.append(Column(f"task:{t}", f"{t} ({N.metric_label(info['primary'])})", info["higher_is_better"],
+        columns.append(Column(f"task:{t}", f"{t} ({N.task_label(info)})", info["higher_is_better"],
                               N.metric_style(info["primary"], kinds[t]), coords={"quantity": "primary", "task": t}))
     if show_avg:
         columns.append(_avg_column(reference, kinds))

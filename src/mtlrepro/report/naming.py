@@ -48,6 +48,12 @@ def metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric.lower(), metric)
 
 
+def task_label(info: Mapping) -> str:
+    """A task's metric and, where its evaluation records one, the units of its errors: "MAE, meV"."""
+    unit = info.get("unit")
+    return f"{metric_label(info['primary'])}, {unit}" if unit else metric_label(info["primary"])
+
+
 def metric_style(metric: str, kind: str | None) -> str:
     if kind == "regression" or metric.lower() in _ERROR_METRICS:
         return "sig4"

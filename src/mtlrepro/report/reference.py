@@ -35,10 +35,10 @@ def _check_consistent(evals: Sequence[dict], method: str) -> None:
                                 f"in {first['path']}")
         for task, info in ev["tasks"].items():
             ref = first["tasks"][task]
-            for key in ("primary", "higher_is_better"):
-                if info[key] != ref[key]:
-                    raise MTLReproError(f"{path}: tasks.{task}.{key} is {info[key]!r} but "
-                                        f"{ref[key]!r} in {first['path']}")
+            for key in ("primary", "higher_is_better", "unit"):
+                if info.get(key) != ref.get(key):
+                    raise MTLReproError(f"{path}: tasks.{task}.{key} is {info.get(key)!r} but "
+                                        f"{ref.get(key)!r} in {first['path']}")
 
 
 def reference_from_evals(evals: Sequence[dict], method: str = "stl") -> dict:
@@ -54,6 +54,8 @@ def reference_from_evals(evals: Sequence[dict], method: str = "stl") -> dict:
                        "higher_is_better": first["tasks"][task]["higher_is_better"],
                        "kind": first["tasks"][task]["kind"],
                        "mean": mean, "std": std, "values": values}
+        if first["tasks"][task].get("unit"):  # the units of the errors, for the tables' headers
+            tasks[task]["unit"] = first["tasks"][task]["unit"]
     return {"dataset": first["dataset"], "method": method, "fraction": REFERENCE_FRACTION,
             "seeds": [e["seed"] for e in ordered], "std_ddof": STD_DDOF,
             "task_order": list(first["task_order"]), "tasks": tasks}

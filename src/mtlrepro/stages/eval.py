@@ -80,6 +80,8 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
         values = task_metrics(task.kind, preds[k], y[:, k])
         result["tasks"][task.name] = {"kind": task.kind, "primary": task.primary,
                                       "higher_is_better": task.higher_is_better, "metrics": values}
+        if task.unit is not None:  # the units of the task's errors (QM9: meV, D, ...)
+            result["tasks"][task.name]["unit"] = task.unit
     result["representation"] = representation_quality(tasks, test, outputs, reps)
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "fraction": fraction}, stage="evaluate", seed=seed, device=str(device))
@@ -108,7 +110,8 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],
-              "tasks": {t.name: {"primary": t.primary, "higher_is_better": t.higher_is_better} for t in tasks},
+              "tasks": {t.name: {"primary": t.primary, "higher_is_better": t.higher_is_better,
+                                 **({"unit": t.unit} if t.unit is not None else {})} for t in tasks},
               "perturbations": {}}
     for kind in settings["kinds"]:
         rows = []

@@ -1,0 +1,52 @@
+"""The paper presets, params/*.yaml: each is a complete, valid params file, and Snakemake (with
+`--configfile`, as the README says) and DVC (the preset over params.yaml, dvc.yaml regenerated)
+build the same DAG from it. Their source paths are placeholders that do not exist: building the
+DAG reads no source file (only the download stage does)."""
+import shutil
+
+import pytest
+
+from mtlrepro import params as P
+from mtlrepro.checks import check_methods
+from tests.conftest import REPO
+from tests.workflow_utils import copy_workflow, dvc_dag, graph, parse_command, snakemake_dag
+
+PRESETS = sorted((REPO / "params").glob("*.yaml"))
+
+
+def test_one_preset_per_published_table():
+    assert [p.name for p in PRESETS] == ["bayesagg-table1-qm9.yaml", "bayesagg-table2-chestx-ray14.yaml",
+                                         "bayesagg-table2-cifar-mtl.yaml", "bayesagg-table3-utkface.yaml"]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_is_valid_and_both_tools_build_its_dag(tmp_path, preset):
+    params = P.load(preset)
+    check_methods(params, str(preset))
+    (study,) = P.studies(params)
+    (dataset,) = study.datasets
+    work = copy_workflow(tmp_path / "wf", preset)  # DVC's way: the preset over params.yaml, dvc.yaml anew
+    (work / "params").mkdir()
+    shutil.copy(preset, work / "params" / preset.name)
+    smk = snakemake_dag(work, "--configfile", f"params/{preset.name}")
+    dvc = dvc_dag(work)
+    smk_nodes, smk_edges = graph(smk)
+    dvc_nodes, dvc_edges = graph([{**s, "input": [i for i in s["input"] if not i.startswith("src/")]} for s in dvc])
+    assert len(smk) == len(dvc) and smk_nodes == dvc_nodes and smk_edges == dvc_edges
+    # every Snakemake job reads the preset itself (Snakemake passes the configfile's absolute path)
+    assert {parse_command(j["cmd"])[1].get("--params") for j in smk} == {str(work / "params" / preset.name)}
+    outputs = {o for j in smk for o in j["output"]}
+    last = study.seeds[-1]
+    assert {f"reports/{study.name}/summary.json", f"metrics/reference/{study.name}/{dataset}.json",
+            f"models/pretrain/{dataset}/pct100/seed{last}",
+            f"models/train/{dataset}/bayesagg/pct100/seed{last}"} <= outputs
+    assert sum(j["rule"] == "train" for j in smk) == len(study.methods) * len(study.seeds)
+
+
+def test_the_qm9_preset_is_at_the_papers_data_scale_in_the_published_comparison():
+    from mtlrepro import published
+    from mtlrepro.report.comparison import at_paper_scale
+
+    qm9 = published.counterparts("bayesagg")["qm9"]
+    assert at_paper_scale(qm9, P.load(REPO / "params" / "bayesagg-table1-qm9.yaml"))
+    assert not at_paper_scale(qm9, P.load(REPO / "params.yaml"))  # the embedded default's 600/200/400
