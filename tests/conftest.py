@@ -77,6 +77,18 @@ def digits_processed(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qm9_ci_processed(tmp_path_factory, qm9_raw_small) -> Path:
+    """qm9 (the 400-molecule raw table) preprocessed once for the session with the CI params' split."""
+    from mtlrepro import params as P, stages
+
+    root = tmp_path_factory.mktemp("qm9ci")
+    params = P.load(CI_PARAMS)
+    report = write_validation_report(qm9_raw_small, root / "validation.json", "qm9")
+    stages.preprocess(params, "qm9", qm9_raw_small, report, root / "processed")
+    return root / "processed"
+
+
+@pytest.fixture(scope="session")
 def qm9_raw_small(tmp_path_factory) -> Path:
     """A 400-molecule raw QM9 table in the download stage's format (from the real package data)."""
     import importlib.metadata as md

@@ -27,8 +27,12 @@ from . import gpus
 from . import methods as method_registry
 from .data.base import Split, Task
 from .fingerprint import STATE_FORMAT, fingerprint, load_state
+from .grad_clip import GradClip
 from .io import MTLReproError, atomic_path
 from .methods.base import Aggregator, GradientContext, Method
+from .rng_state import global_rng_state, set_global_rng_state
+from .warm_start import (WARM_START_OPTIMIZER_DEFAULT, apply_warm_start, check_optimizer_policy,
+                         optimizer_parameter_names)
 
 # ---------------------------------------------------------------- devices and seeds
 
@@ -95,8 +99,9 @@ def check_finite(losses: Tensor, tasks: Sequence[Task], where: str) -> None:
 
 
 def training_step(model, method: Method, tasks: Sequence[Task], inputs, targets: Tensor,
-                  optimizer: torch.optim.Optimizer) -> Tensor:
-    """One optimisation step; returns the detached per-task losses."""
+                  optimizer: torch.optim.Optimizer, clip: GradClip | None = None) -> Tensor:
+    """One optimisation step; returns the detached per-task losses. `clip` bounds the norms of the
+    shared and head gradients the method produced, before the optimiser step."""
     optimizer.zero_grad(set_to_none=True)
     if isinstance(method, Aggregator):
         losses = _aggregated_backward(model, method, tasks, inputs, targets)
@@ -114,6 +119,8 @@ def training_step(model, method: Method, tasks: Sequence[Task], inputs, targets:
         if not method.learns_head(k):
             for p in head.parameters():
                 p.grad = None
+    if clip is not None:
+        clip.apply(model)
     optimizer.step()
     return losses
 
@@ -171,6 +178,20 @@ def predict(model, tasks: Sequence[Task], split: Split, batch_size: int = 512,
     return [torch.cat(c) for c in chunks]
 
 
+@torch.no_grad()
+def training_features(model, train: Split, indices: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
+    """The shared representations H [N, d] and the targets T [N, K] of the training examples
+    `indices` (all when None), in that order, computed in eval mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    hs, ts = [], []
+    for inputs, targets in train.batches(batch_size, indices=indices):
+        hs.append(model.encode(inputs))
+        ts.append(targets)
+    model.train(was_training)
+    return torch.cat(hs), torch.cat(ts)
+
+
 def validation_score(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tensor) -> float:
     """Lower is better: the mean over tasks of the MAE of the regression targets as trained
     (z-scored where the dataset z-scores them, QM9 and UTKFace: the MAE over the training std) or
@@ -202,12 +223,17 @@ class TrainConfig:
     scheduler: dict
     seed: int
     start_epoch: int = 0  # > 0 when continuing from the pretrain-LS checkpoint
+    clip_grad_norm: GradClip = GradClip()  # max gradient norms of the shared layers and the heads
+    warm_start_optimizer: str = WARM_START_OPTIMIZER_DEFAULT  # LS's Adam state at a warm start: reset | keep
 
     @classmethod
     def from_params(cls, train: dict, seed: int, **overrides) -> "TrainConfig":
+        """From a dataset's `train` block; `clip_grad_norm` and `warm_start_optimizer` are optional."""
         return cls(epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
                    weight_decay=train["weight_decay"], scheduler=dict(train["scheduler"]), seed=seed,
-                   **overrides)
+                   clip_grad_norm=GradClip.from_params(train.get("clip_grad_norm")),
+                   warm_start_optimizer=check_optimizer_policy(
+                       train.get("warm_start_optimizer", WARM_START_OPTIMIZER_DEFAULT)), **overrides)
 
 
 def make_optimizer(model, method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -275,26 +301,6 @@ class FitResult:
     final_state: dict = field(default_factory=dict)  # model, optimizer, scheduler after the last epoch
 
 
-def _rng_state(device: torch.device) -> dict:
-    """The global generators as tensors and numbers (a resume state loads with weights_only)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def resume_fingerprint(cfg: TrainConfig, method: Method, tasks: Sequence[Task], inputs_fingerprint: str | None,
                        init_state: dict | None, train_indices: Tensor | None) -> str:
     """What a resume state must have been written for: the run's inputs (from the caller), and
@@ -312,7 +318,7 @@ def _resume_state(model, optimizer, scheduler, method, method_generator, device,
                   best: FitResult, bound_to: str) -> dict:
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "method": method.state_dict(), "rng": _rng_state(device), "epoch": epoch,
+            "method": method.state_dict(), "rng": global_rng_state(device), "epoch": epoch,
             "best": {f.name: getattr(best, f.name) for f in dataclasses.fields(best)}, "fingerprint": bound_to,
             "method_generator": method_generator.get_state() if method_generator is not None else None}
 
@@ -330,21 +336,6 @@ def _load_resume_state(path: Path, device, bound_to: str, label: str) -> dict | 
     return state
 
 
-def _apply_warm_start(init_state: dict, model, optimizer, scheduler) -> int:
-    """Continue from a pretrain checkpoint; returns the epoch it ended at.
-
-    The warm start keeps the weights and the position in the learning-rate schedule, not LS's
-    Adam moments: a method's update has its own scale (BayesAgg-MTL's is a task-weighted mean,
-    1/K of LS's sum), and moments carried over would shrink its steps for the
-    ~1/(1 - beta2) = 1000 steps the second moment remembers."""
-    model.load_state_dict(init_state["model"])
-    if scheduler is not None and init_state.get("scheduler") is not None:
-        scheduler.load_state_dict(init_state["scheduler"])
-        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
-            group["lr"] = lr
-    return init_state["epoch"]
-
-
 def _restore_resume_state(ckpt: dict, model, optimizer, scheduler, method: Method,
                           method_generator: torch.Generator | None, device) -> tuple[int, FitResult]:
     """Put everything `_resume_state` saved back in place; returns (next epoch, results so far)."""
@@ -355,7 +346,7 @@ def _restore_resume_state(ckpt: dict, model, optimizer, scheduler, method: Metho
     method.load_state_dict(ckpt["method"])
     if method_generator is not None:
         method_generator.set_state(ckpt["method_generator"].to(method_generator.get_state().device))
-    _set_rng_state(ckpt["rng"], device)
+    set_global_rng_state(ckpt["rng"], device)
     return ckpt["epoch"], FitResult(**ckpt["best"])
 
 
@@ -366,8 +357,9 @@ def _train_epoch(model, method: Method, tasks: Sequence[Task], train: Split, opt
     model.train()
     shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch))
     totals, n_steps = None, 0
+    clip = cfg.clip_grad_norm if cfg.clip_grad_norm.active else None
     for inputs, targets in train.batches(cfg.batch_size, indices=train_indices, generator=shuffle):
-        losses = training_step(model, method, tasks, inputs, targets, optimizer)
+        losses = training_step(model, method, tasks, inputs, targets, optimizer, clip)
         totals = losses if totals is None else totals + losses
         n_steps += 1
     return totals / max(n_steps, 1)
@@ -396,6 +388,26 @@ def _record_epoch(model, method: Method, tasks: Sequence[Task], val: Split, opti
     return score
 
 
+def _starting_point(model, method: Method, tasks, train: Split, optimizer, scheduler, cfg: TrainConfig,
+                    device, init_state: dict | None, checkpoint_path: Path | None, train_indices,
+                    method_generator, inputs_fingerprint: str | None, label: str) -> tuple[int, FitResult, str]:
+    """(first epoch, results so far, resume fingerprint): a resume state written for these inputs
+    if there is one; else the warm start from `init_state`, after which the method sees the
+    warm-started model (`start_from_warm_up`, before the first step); else cfg.start_epoch."""
+    start = cfg.start_epoch
+    best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=math.inf)
+    if init_state is not None:
+        start = apply_warm_start(init_state, model, optimizer, scheduler, cfg.warm_start_optimizer)
+    bound_to = resume_fingerprint(cfg, method, tasks, inputs_fingerprint, init_state, train_indices)
+    ckpt = None if checkpoint_path is None else _load_resume_state(checkpoint_path, device, bound_to, label)
+    if ckpt is not None:
+        start, best = _restore_resume_state(ckpt, model, optimizer, scheduler, method, method_generator,
+                                            device)
+    elif init_state is not None:
+        method.start_from_warm_up(model, lambda: training_features(model, train, train_indices, cfg.batch_size))
+    return start, best, bound_to
+
+
 def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, checkpoint_path: Path | None = None, init_state: dict | None = None,
         train_indices: Tensor | None = None, method_generator: torch.Generator | None = None,
@@ -414,18 +426,11 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     method.to(device)
     optimizer = make_optimizer(model, method, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    start = cfg.start_epoch
-    best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=-1, best_score=math.inf)
-    if init_state is not None:
-        start = _apply_warm_start(init_state, model, optimizer, scheduler)
-    bound_to = resume_fingerprint(cfg, method, tasks, inputs_fingerprint, init_state, train_indices)
-    ckpt = None if checkpoint_path is None else _load_resume_state(checkpoint_path, device, bound_to,
-                                                                   progress_label)
-    if ckpt is not None:
-        start, best = _restore_resume_state(ckpt, model, optimizer, scheduler, method, method_generator,
-                                            device)
     train = train.to(device)
     val = val.to(device)
+    start, best, bound_to = _starting_point(
+        model, method, tasks, train, optimizer, scheduler, cfg, device, init_state, checkpoint_path,
+        train_indices, method_generator, inputs_fingerprint, progress_label)
     stop_after = int(os.environ.get("MTLREPRO_STOP_AFTER_EPOCH", "-1"))
     t0 = time.perf_counter() - best.wall_time_s
     bar = tqdm(range(start, until_epoch or cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
@@ -445,6 +450,7 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
             raise Interrupted(f"stopped after epoch {epoch + 1} (MTLREPRO_STOP_AFTER_EPOCH)")
     bar.close()
     best.final_state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "optimizer_parameter_names": optimizer_parameter_names(model, optimizer),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}
     if best.best_epoch < 0:
         raise MTLReproError(f"{progress_label}: no epoch was trained (start {start} >= epochs {cfg.epochs})")

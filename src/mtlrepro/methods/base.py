@@ -7,7 +7,7 @@ loss or one update direction. That keeps every method a small, unit-testable obj
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor
@@ -59,6 +59,13 @@ class Method:
     def learns_head(self, k: int) -> bool:
         """False for task heads the method sets itself (BayesAgg-MTL's regression posterior mean)."""
         return True
+
+    def start_from_warm_up(self, model: Any, features: Callable[[], tuple[Tensor, Tensor]]) -> None:
+        """Called once before the first step of a run that continues from the pretrain-LS
+        checkpoint (a warm-start method; not on a resume, which restores the method's state).
+        `features()` computes the warm-started model's shared representations H [N, d] and the
+        targets T [N, K] of the training examples (eval mode, no grad); only a method that needs
+        them calls it (BayesAgg-MTL's first full-data prior). Default: nothing."""
 
     def end_epoch(self, mean_losses: Tensor) -> None:
         """Called with the epoch's mean training loss per task (DWA, IGBv2 use it)."""

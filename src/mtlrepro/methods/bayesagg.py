@@ -4,7 +4,8 @@ the gradient induced by a Bayesian posterior over the task's linear head.
 
 Per step (``aggregate``):
   1. posterior of each head given the batch, with the full-data posterior of the previous epoch
-     as prior (an isotropic N(0, prior_scale I) before the first ``end_epoch``):
+     as prior (before the first ``end_epoch``: the full-data posterior on the warm-started
+     model's features, ``prior_from_warm_start``, or the isotropic N(0, prior_scale I)):
      regression -> closed form (Eq. 2); binary / multi-class -> second-order expansion around the
      current head with the Newton-step mean and GGN precision (Eq. 8-10);
   2. mean mu_ik and diagonal variance of the per-example gradient g_ik = dloss_ik/dh_i:
@@ -28,8 +29,10 @@ Loop contract: ``aggregate(ctx)`` after the backward pass that produced ``ctx.G`
 regression heads in place), ``h.backward(direction)``, optimiser step without the regression
 heads; ``end_epoch(mean_losses)`` once per epoch before evaluation; ``state_dict`` /
 ``load_state_dict`` (+ ``set_heads(model.heads)`` after a resume); ``last_weights()`` for the
-last batch or ``weights_for(h, targets)`` for a fixed logging set (no side effects); optional
-``fit_prior(H, T, heads)`` to start from a full-data prior instead of the isotropic one.
+last batch or ``weights_for(h, targets)`` for a fixed logging set (no side effects);
+``start_from_warm_up(model, features)`` before the first step of a warm start, which calls
+``fit_prior(H, T, heads)`` on the warm-started model's training features
+(``prior_from_warm_start``, default) instead of starting from the isotropic prior.
 """
 from __future__ import annotations
 
@@ -58,6 +61,9 @@ _DEFAULTS: dict[str, Any] = {
     "classification_moments": "mc", # "mc" (paper) or "quadrature" (binary tasks only)
     "quadrature_nodes": 64,
     "seed": 0,                      # seeds the generator when none is given
+    # the first epoch's prior: the full-data posterior on the warm-started (LS) model's training
+    # features, as the authors' code has it; False = the isotropic N(0, prior_scale I)
+    "prior_from_warm_start": True,
 }
 
 
@@ -95,6 +101,9 @@ class BayesAgg(Aggregator):
         for key in ("mc_samples", "quadrature_nodes", "cholesky_retries"):
             if int(hp[key]) < 1:
                 raise ValueError(f"bayesagg: {key} must be >= 1, got {hp[key]}")
+        if not isinstance(hp["prior_from_warm_start"], bool):
+            raise ValueError("bayesagg: prior_from_warm_start must be true or false, got "
+                             f"{hp['prior_from_warm_start']!r}")
         if hp["classification_moments"] not in ("mc", "quadrature"):
             raise ValueError("bayesagg: classification_moments must be 'mc' or 'quadrature', got "
                              f"{hp['classification_moments']!r}")
@@ -301,6 +310,15 @@ class BayesAgg(Aggregator):
     # ------------------------------------------------------------------------------------------
     # the full-data prior
     # ------------------------------------------------------------------------------------------
+    def start_from_warm_up(self, model, features) -> None:
+        """With ``prior_from_warm_start`` (default): the full-data posterior on the warm-started
+        model's training features (``features()``: H [N, d], T [N, K]) becomes the prior of the
+        first epoch (``prior_version`` 1) and its mean the regression heads, via ``fit_prior``.
+        Without it the first epoch keeps the isotropic prior."""
+        if self.hp["prior_from_warm_start"]:
+            H, T = features()
+            self.fit_prior(H, T, model.heads)
+
     def end_epoch(self, mean_losses: Tensor | None = None) -> None:
         """Posterior of every head on all (h, target) pairs seen since the last call, under the
         isotropic prior N(0, prior_scale I); it becomes the prior of every batch of the next
