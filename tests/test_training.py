@@ -194,7 +194,7 @@ def test_plateau_schedule_steps_on_the_validation_score_down_to_min_lr():
 
 def test_a_warm_start_keeps_the_plateau_schedules_place():
     """BayesAgg-MTL continues the LS pre-training's schedule: its reduced lr and its counters."""
-    from mtlrepro.training import _apply_warm_start
+    from mtlrepro.warm_start import apply_warm_start
 
     optimizer, scheduler = _plateau()
     for _ in range(7):
@@ -202,6 +202,6 @@ def test_a_warm_start_keeps_the_plateau_schedules_place():
     state = {"model": {}, "scheduler": scheduler.state_dict(), "epoch": 7}
     optimizer2, scheduler2 = _plateau()
     model = torch.nn.Module()
-    assert _apply_warm_start(state, model, optimizer2, scheduler2) == 7
+    assert apply_warm_start(state, model, optimizer2, scheduler2, "reset") == 7
     assert optimizer2.param_groups[0]["lr"] == pytest.approx(7.0e-4)
     assert scheduler2.num_bad_epochs == scheduler.num_bad_epochs and scheduler2.best == scheduler.best
