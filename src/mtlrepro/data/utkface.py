@@ -90,7 +90,7 @@ class UTKFace(DatasetSpec):
     raw_files = (META_FILE, IMAGES_FILE)
 
     def tasks(self, config):
-        return [Task("age", "regression", "mse"), Task("gender", "multiclass", "accuracy", 2),
+        return [Task("age", "regression", "mse", unit="z-scored"), Task("gender", "multiclass", "accuracy", 2),
                 Task("race", "multiclass", "accuracy", 5)]
 
     def download(self, config, raw_dir):
