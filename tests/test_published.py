@@ -100,8 +100,8 @@ def test_cifar_and_runtime_headline_numbers():
     assert TABLES["bayesagg_utkface_gender"].entries["stl"].value == 92.32
     assert TABLES["bayesagg_utkface_ethnicity"].entries["stl"].value == 82.42
     info = TABLES["infomtl_tweeteval_avg_roberta"]
-    assert info.entries["InfoMTL"].value == 68.50 and info.entries["ls"].value == 66.17
-    assert TABLES["infomtl_tweeteval_delta_p_20pct"].entries["InfoMTL"].value == 4.07
+    assert info.entries["infomtl"].value == 68.50 and info.entries["ls"].value == 66.17
+    assert TABLES["infomtl_tweeteval_delta_p_20pct"].entries["infomtl"].value == 4.07
 
 
 def test_tables_are_well_formed():
@@ -114,19 +114,30 @@ def test_tables_are_well_formed():
                 assert entry.label == PAPER_NAMES[method] or table.paper != "bayesagg", (key, method)
     for study, by_dataset in STUDIES.items():
         for ds, cp in by_dataset.items():
-            assert cp.dataset == ds and cp.table in TABLES and cp.ours in ("delta_m", "accuracy_pct"), study
+            assert cp.dataset == ds and cp.table in TABLES, study
+            assert cp.ours in ("delta_m", "accuracy_pct", "avg_primary_pct"), study
     bayesagg = published.counterparts("bayesagg")
-    assert list(bayesagg) == ["qm9", "digits-mtl"] and published.counterparts("infomtl") == {}
+    assert list(bayesagg) == ["qm9", "digits-mtl"] and list(published.counterparts("infomtl")) == ["tweeteval"]
+    # rotten-tomatoes is none of InfoMTL's data sets: its report says so instead of comparing
+    assert list(published.without_counterpart("infomtl")) == ["rotten-tomatoes"]
+    assert published.without_counterpart("bayesagg") == {}
+    for study, by_dataset in STUDIES.items():
+        for cp in by_dataset.values():
+            assert all(TABLES[k].paper == TABLES[cp.table].paper for k in cp.tables), study
     assert bayesagg["qm9"].same_dataset and not bayesagg["digits-mtl"].same_dataset
     assert "reg" not in bayesagg
     with pytest.raises(KeyError, match="known: bayesagg, infomtl"):
         published.counterparts("nope")
     with pytest.raises(KeyError):
         published.table("nope")
-    # InfoMTL's names for the study's methods are the ones its tables print
+    # InfoMTL's tables are keyed by the study's method names, labelled with the paper's names
     info = TABLES["infomtl_tweeteval_avg_roberta"].entries
     assert INFOMTL_NAMES["ls"] == info["ls"].label == "EW"
-    assert {INFOMTL_NAMES[m] for m in ("mt_vib", "vmtl", "hmtl", "infomtl")} <= set(info)
+    for m in ("mt_vib", "vmtl", "hmtl", "infomtl"):
+        assert info[m].label == INFOMTL_NAMES[m]
+    ablation = TABLES["infomtl_tweeteval_ablation_avg_bert"].entries
+    assert [ablation[m].label for m in ("infomtl_no_simax", "infomtl_no_timin")] == \
+        [INFOMTL_NAMES["infomtl_no_simax"], INFOMTL_NAMES["infomtl_no_timin"]]
 
 
 # -------------------------------------------------------------------------- against the paper text
@@ -165,15 +176,80 @@ def test_row_matcher_rejects_wrong_numbers():
     assert not any(row_matches(line, published.Entry("LS", 14.62, 0.2), 2) for line in lines)
 
 
-def test_infomtl_table_matches_the_paper_text():
+INFOMTL_BACKBONES = ("bert", "roberta")
+INFOMTL_FRACTIONS = (20, 40, 60, 80)
+
+
+def delta_p_text(value: float) -> str:
+    """How InfoMTL prints a Delta_p: '+1.75', '-0.09', '0.00' (EW)."""
+    return "0.00" if value == 0 else f"{value:+.2f}"
+
+
+def infomtl_row(avg: published.PublishedTable, delta_p: published.PublishedTable, method: str) -> str:
+    return f"{avg.entries[method].value:.2f} {delta_p_text(delta_p.entries[method].value)}"
+
+
+def test_infomtl_headline_numbers():
+    """Read off InfoMTL's Tables 1, 4 and 6 (and the seed folder's README)."""
+    r_avg, r_dp = TABLES["infomtl_tweeteval_avg_roberta"], TABLES["infomtl_tweeteval_delta_p_roberta"]
+    b_avg, b_dp = TABLES["infomtl_tweeteval_avg_bert"], TABLES["infomtl_tweeteval_delta_p_bert"]
+    assert (r_avg.entries["infomtl"].value, r_dp.entries["infomtl"].value) == (68.50, 3.97)
+    assert (b_avg.entries["infomtl"].value, b_dp.entries["infomtl"].value) == (67.51, 3.70)
+    assert (r_avg.entries["ls"].value, b_avg.entries["ls"].value) == (66.17, 65.62)
+    assert b_dp.entries["dwa"].value == -0.09 and b_dp.entries["ls"].by_definition
+    assert max(r_avg.entries, key=lambda m: r_avg.entries[m].value) == "infomtl"
+    ablation = TABLES["infomtl_tweeteval_ablation_avg_roberta"]
+    assert {m: e.value for m, e in ablation.entries.items()} == {
+        "infomtl": 68.50, "infomtl_no_simax": 67.59, "infomtl_no_timin": 67.55, "ls": 66.17}
+    assert TABLES["infomtl_tweeteval_ablation_delta_p_bert"].entries["infomtl_no_timin"].value == 2.59
+    assert TABLES["infomtl_tweeteval_delta_p_20pct"].entries["infomtl"].value == 4.07
+    assert TABLES["infomtl_tweeteval_avg_80pct"].entries["uw"].value == 66.93
+    assert TABLES["infomtl_tweeteval_delta_p_40pct"].entries["hmtl"].value == -5.07
+    for key in ("infomtl_tweeteval_avg_roberta", "infomtl_tweeteval_ablation_avg_bert", "infomtl_tweeteval_avg_60pct"):
+        assert TABLES[key].higher_is_better and "45,389 / 2,000 / 11,906" in TABLES[key].data
+
+
+def test_infomtl_table1_matches_the_paper_text():
+    """'Method BERT-Avg BERT-Delta_p RoBERTa-Avg RoBERTa-Delta_p', one line per method, in the
+    table's order between its header and its caption."""
     lines = paper_lines("infomtl")
-    table = TABLES["infomtl_tweeteval_avg_roberta"]
-    for entry in table.entries.values():
+    first = lines.index("Methods BERT backbone RoBERTa backbone")
+    caption = next(i for i, line in enumerate(lines) if line.startswith("Table 1: "))
+    tables = [TABLES[f"infomtl_tweeteval_{col}_{bb}"] for bb in INFOMTL_BACKBONES for col in ("avg", "delta_p")]
+    assert all(list(t.entries) == list(tables[0].entries) for t in tables)
+    at = first
+    for method, entry in tables[0].entries.items():
         label = {"EW": "EW (baseline)", "InfoMTL": "InfoMTL (ours)"}.get(entry.label, entry.label)
-        # 'Method BERT-Avg BERT-Delta_p RoBERTa-Avg RoBERTa-Delta_p'
-        hits = [line for line in lines if line.startswith(label + " ")
-                and len(line.split()) - len(label.split()) == 4
-                and line.split()[-2] == f"{entry.value:.2f}"]
-        assert hits, entry
-    twenty = TABLES["infomtl_tweeteval_delta_p_20pct"].entries["InfoMTL"]
-    assert f"InfoMTL 20% 64.83 +{twenty.value:.2f}" in lines
+        row = f"{label} {infomtl_row(tables[0], tables[1], method)} {infomtl_row(tables[2], tables[3], method)}"
+        assert row in lines[at + 1:caption], row
+        at = lines.index(row, at + 1)
+
+
+def test_infomtl_table4_matches_the_paper_text():
+    """The ablation's rows run together on the line before its caption."""
+    lines = paper_lines("infomtl")
+    caption = lines.index("Table 4: Ablation results (%) of our InfoMTL.")
+    line = next(lines[i] for i in range(caption - 1, 0, -1) if lines[i].strip())
+    tables = [TABLES[f"infomtl_tweeteval_ablation_{col}_{bb}"] for bb in INFOMTL_BACKBONES for col in ("avg", "delta_p")]
+    rows = [f"{e.label} {infomtl_row(tables[0], tables[1], m)} {infomtl_row(tables[2], tables[3], m)}"
+            for m, e in tables[0].entries.items()]
+    pattern = r"\s+".join(re.escape(part) for row in rows for part in row.split())
+    assert re.search(rf"↑\s+{pattern}$", line), rows  # after the header's last "Delta_p ↑"
+
+
+def test_infomtl_table6_matches_the_paper_text():
+    """'EW 20% 62.43 0.00', then '\\hdashlineUW 20% 61.78 -1.59' ...: consecutive lines per fraction."""
+    lines = [line.removeprefix("\\hdashline") for line in paper_lines("infomtl")]
+    for pct in INFOMTL_FRACTIONS:
+        avg, dp = TABLES[f"infomtl_tweeteval_avg_{pct}pct"], TABLES[f"infomtl_tweeteval_delta_p_{pct}pct"]
+        assert list(avg.entries) == list(dp.entries) and avg.table == dp.table == "Table 6"
+        rows = [f"{e.label} {pct}% {infomtl_row(avg, dp, m)}" for m, e in avg.entries.items()]
+        start = lines.index(rows[0])
+        assert lines[start:start + len(rows)] == rows, pct
+
+
+def test_infomtl_row_checks_reject_wrong_numbers():
+    lines = paper_lines("infomtl")
+    assert "SI 65.67 +0.06 67.16 +1.75" in lines
+    assert "SI 65.67 +0.06 67.16 +1.76" not in lines and "SI 65.67 0.06 67.16 +1.75" not in lines
+    assert delta_p_text(-0.09) == "-0.09" and delta_p_text(0.0) == "0.00" and delta_p_text(1.5) == "+1.50"

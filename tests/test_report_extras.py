@@ -218,7 +218,7 @@ def test_published_comparison_markdown(study):
 
 
 def test_no_published_comparison_without_counterpart(info_tree):
-    # reg, cls and txt have no published counterpart; InfoMTL's published key has none at all
+    # reg, cls and txt have no published counterpart, and neither is a dataset the papers have none for
     for name in ("main", "info"):
         st = P.study(info_tree["params"], name)
         assert not [p for p in report.study_outputs(info_tree["params"], st, info_tree["tables"],

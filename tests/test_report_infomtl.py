@@ -142,3 +142,39 @@ def test_a_studys_outputs_do_not_depend_on_the_other_studies(info_tree, tmp_path
         assert path.exists() and path.with_name(path.name + ".provenance.json").exists(), path
     written = {p for p in info_tree["tables"].iterdir() if not p.name.endswith(".provenance.json")}
     assert written == {p for p in listed if p.parent == info_tree["tables"]}
+
+
+def test_tweeteval_is_set_beside_infomtl_tables_1_and_4_and_rotten_tomatoes_is_not():
+    """Ours: the mean over tasks of each task's official score, in %; a section per published table
+    (Table 1 RoBERTa and BERT, Table 4 RoBERTa and BERT), labelled with the paper's names."""
+    from types import SimpleNamespace
+
+    from mtlrepro.report import comparison as C
+    from mtlrepro.report.table import Stat
+
+    scores = {"ls": (0.60, 0.70), "infomtl": (0.66, 0.72), "infomtl_no_simax": (0.64, 0.70)}  # two tasks
+    evals = {m: [{"path": f"{m}/seed{s}.json", "task_order": ["irony", "sentiment"],
+                  "tasks": {"irony": {"primary": "f1", "metrics": {"f1": a + 0.01 * s}},
+                            "sentiment": {"primary": "macro_recall", "metrics": {"macro_recall": b}}}}
+                 for s in (0, 1)] for m, (a, b) in scores.items()}
+    study = SimpleNamespace(name="infomtl", published="infomtl", datasets=["tweeteval", "rotten-tomatoes"],
+                            methods=list(scores))
+    cp = C.counterparts_of(study)["tweeteval"]
+    comps = C.comparisons(study, cp, evals, {})
+    assert [c.table.key for c in comps] == ["infomtl_tweeteval_avg_roberta", "infomtl_tweeteval_avg_bert",
+                                            "infomtl_tweeteval_ablation_avg_roberta",
+                                            "infomtl_tweeteval_ablation_avg_bert"]
+    ours = comps[0].ours
+    assert ours["infomtl"].mean == pytest.approx(100 * (0.665 + 0.72) / 2)
+    assert isinstance(ours["ls"], Stat) and ours["ls"].n == 2
+    assert comps[0].our_ranks == {"infomtl": 1, "infomtl_no_simax": 2, "ls": 3}
+    assert comps[2].n_common == 3 and comps[2].spearman == pytest.approx(1.0)  # Table 4 has all three
+    assert "infomtl_no_simax" not in comps[0].published  # not a row of Table 1
+    params = {"dataset": {"tweeteval": {"source": {"kind": "path"}, "split": {"train": None, "val": None, "test": None}}}}
+    md, csv, _ = C.comparison_files(params, comps, {}, C.uncompared_of(study))
+    assert "| ls (EW) | 66.17 | " in md and "| ls (w/o SIMax & TIMin) | 66.17 | " in md
+    assert "| infomtl_no_simax (w/o SIMax) | 67.59 | " in md
+    assert "At the paper's data scale" in md and "TweetEval's official splits, uncapped" in md
+    assert "split train all, val all, test all" in md and "no std printed" in md
+    assert "## rotten-tomatoes: no published counterpart" in md and "not one of InfoMTL's data sets" in md
+    assert csv.count("\n") == 1 + sum(len(c.rows) for c in comps) and "rotten-tomatoes" not in csv

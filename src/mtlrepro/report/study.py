@@ -13,7 +13,8 @@ from .. import params as P
 from ..io import MTLReproError, sha256_file, write_json, write_sidecar, write_text
 from . import figures, weights
 from .calibration import calibration_table
-from .comparison import PUBLISHED_COMPARISON, comparison, comparison_files, counterparts_of
+from .comparison import (PUBLISHED_COMPARISON, comparison_files, comparisons, counterparts_of,
+                         has_published_comparison, uncompared_of)
 from .data_fraction import data_fraction_tables
 from .loader import REFERENCE_FRACTION, Loader, load_log, log_path
 from .main import main_table
@@ -175,7 +176,7 @@ def study_outputs(params: Mapping, study: P.Study, tables_dir: str | os.PathLike
         out.append(figures_dir / f"{ds}_delta_m.png")
         out += [figures_dir / f"{ds}_data_fraction.png"] if has_df else []
         out += [figures_dir / f"{ds}_robustness.png"] if has_rob else []
-    if counterparts_of(study):
+    if has_published_comparison(study):
         out += [tables_dir / f"{PUBLISHED_COMPARISON}.{ext}" for ext in ("md", "csv")]
     out.append(Path(summary_path))
     return out
@@ -193,15 +194,17 @@ def _stage_dataset(staging, rep: DatasetReport, tables_dir: Path, figures_dir: P
 
 
 def _published_files(params: Mapping, study: P.Study, reports: Sequence[DatasetReport]):
-    """(md, csv, inputs, the compared datasets' sizes) or None without counterparts."""
+    """(md, csv, inputs, the compared datasets' sizes) or None without counterparts (or datasets
+    the paper has none for)."""
     by_dataset = {r.dataset: r for r in reports}
     cps = counterparts_of(study)
-    if not cps:
+    if not has_published_comparison(study):
         return None
-    comps = [comparison(study, cp, by_dataset[ds].main_evals, by_dataset[ds].delta_m) for ds, cp in cps.items()]
+    comps = [c for ds, cp in cps.items() for c in comparisons(study, cp, by_dataset[ds].main_evals,
+                                                                by_dataset[ds].delta_m)]
     inputs = {k: v for ds in cps for k, v in by_dataset[ds].inputs.items()}
     sizes = {ds: {k: (params.get("dataset") or {}).get(ds, {}).get(k) for k in ("source", "split")} for ds in cps}
-    return (*comparison_files(params, comps, inputs), sizes)
+    return (*comparison_files(params, comps, inputs, uncompared_of(study)), sizes)
 
 
 def write_study(params: Mapping, study: P.Study, eval_dir, robustness_dir, reference_dir, logs_dir,

@@ -46,7 +46,8 @@ def preprocess(params: dict, dataset: str, raw_dir: Path, validation_json: Path,
         splits = spec.preprocess(config, params["split_seed"], raw_dir, tmp)
         check_disjoint_splits(tmp, spec.content_columns)
         files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
-        write_json(tmp / "split.json", {"dataset": dataset, "split_seed": params["split_seed"],
-                                        "splits": splits, "files_sha256": files})
+        record = {"dataset": dataset, "split_seed": params["split_seed"], "splits": splits, "files_sha256": files}
+        facts = spec.source_facts(config, raw_dir)
+        write_json(tmp / "split.json", {**record, "source": facts} if facts else record)
         write_json(tmp / "provenance.json", provenance(P.dataset_slice(params, dataset), stage="preprocess",
                                                        wall_time_s=time.perf_counter() - t0))
