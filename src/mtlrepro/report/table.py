@@ -133,16 +133,22 @@ def render_md(table: Table, level: str = "#") -> str:
              "| " + " | ".join(header) + " |",
              "|" + "|".join([":---"] + ["---:"] * len(table.columns)) + "|"]
     for row in table.rows:
-        cells = [md_escape(row)]
-        for col in table.columns:
-            stat = table.cells.get((row, col.key))
-            if stat is None:
-                cells.append("—")
-                continue
-            text = fmt(stat, col.style, " ± ")
-            cells.append(f"**{text}**" if (row, col.key) in best else text)
+        cells = [md_escape(row)] + _value_cells(table, row, best, "—", " ± ", "**{}**")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _value_cells(table: Table, row: str, best, missing: str, pm: str, bold: str) -> list[str]:
+    """A row's formatted cells in one renderer's spelling: its missing mark, its ± and its bold."""
+    cells = []
+    for col in table.columns:
+        stat = table.cells.get((row, col.key))
+        if stat is None:
+            cells.append(missing)
+            continue
+        text = fmt(stat, col.style, pm)
+        cells.append(bold.format(text) if (row, col.key) in best else text)
+    return cells
 
 
 def render_tex(table: Table) -> str:
@@ -153,14 +159,7 @@ def render_tex(table: Table) -> str:
              " & ".join([tex(table.row_header)] + [tex(c.label) + _arrow(c, True) for c in table.columns])
              + r" \\", r"\midrule"]
     for row in table.rows:
-        cells = [tex(row)]
-        for col in table.columns:
-            stat = table.cells.get((row, col.key))
-            if stat is None:
-                cells.append("--")
-                continue
-            text = fmt(stat, col.style, r" $\pm$ ")
-            cells.append(rf"\textbf{{{text}}}" if (row, col.key) in best else text)
+        cells = [tex(row)] + _value_cells(table, row, best, "--", r" $\pm$ ", r"\textbf{{{}}}")
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
