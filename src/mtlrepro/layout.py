@@ -22,12 +22,17 @@ def pretrain(p: Pretrain) -> str:
     return f"models/pretrain/{p.dataset}/pct{p.fraction}/seed{p.seed}"
 
 
+def _run_path(run: Run) -> str:
+    """The part of every per-run path that names the run."""
+    return f"{run.dataset}/{run.method}/pct{run.fraction}/seed{run.seed}"
+
+
 def model(run: Run) -> str:
-    return f"models/train/{run.dataset}/{run.method}/pct{run.fraction}/seed{run.seed}"
+    return f"models/train/{_run_path(run)}"
 
 
 def train_log(run: Run) -> str:
-    return f"metrics/train_logs/{run.dataset}/{run.method}/pct{run.fraction}/seed{run.seed}.json"
+    return f"{LOGS_DIR}/{_run_path(run)}.json"
 
 
 EVAL_DIR = "metrics/eval"
@@ -38,7 +43,7 @@ REPORTS = "reports"
 
 
 def evaluation(run: Run) -> str:
-    return f"{EVAL_DIR}/{run.dataset}/{run.method}/pct{run.fraction}/seed{run.seed}.json"
+    return f"{EVAL_DIR}/{_run_path(run)}.json"
 
 
 def robustness(run: Run) -> str:
