@@ -161,6 +161,40 @@ def test_loaded_targets_nan_for_plots(rt):
     assert inputs.attention_mask[:, -1].any()  # cut to the longest sequence of the batch
 
 
+def test_tokens_are_made_once_by_preprocess_and_bound_to_the_tokenizer(rt, tmp_path):
+    """A split loads preprocess's tokens, the same as tokenising its texts now, without loading a
+    tokenizer; tokens of another max_length, or a tampered tokens file, are refused by name."""
+    import subprocess
+    import sys
+
+    from mtlrepro.models.text import tokenize, tokens_path
+
+    root, params = rt
+    spec, config = get("rotten-tomatoes"), params["dataset"]["rotten-tomatoes"]
+    split = spec.load(config, root / "processed", "val")
+    texts = pd.read_parquet(root / "processed" / "val.parquet")["text"].tolist()
+    ids, mask = tokenize(texts, None, config["model"]["max_length"])
+    assert torch.equal(split.input_ids, ids) and torch.equal(split.attention_mask, mask)
+    code = (f"import json, sys, pathlib; from mtlrepro.data import get; spec = get('rotten-tomatoes'); "
+            f"spec.load(json.loads({json.dumps(config)!r}), pathlib.Path({str(root / 'processed')!r}), 'test'); "
+            f"print(sorted(m for m in ('transformers', 'tokenizers') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+    longer = copy.deepcopy(config)
+    longer["model"]["max_length"] = 32
+    with pytest.raises(MTLReproError, match="another tokenizer or max_length.*re-run preprocess"):
+        spec.load(longer, root / "processed", "val")
+    bad = tmp_path / "processed"
+    shutil.copytree(root / "processed", bad)
+    for hostile in (dict(input_ids=np.array([object()] * 12), attention_mask=np.ones((12, 24), np.uint8)),
+                    dict(input_ids=np.full((12, 24), 10 ** 6, np.int32), attention_mask=np.ones((12, 24), np.uint8)),
+                    dict(input_ids=np.zeros((12, 24), np.int64), attention_mask=np.ones((12, 24), np.uint8))):
+        with open(tokens_path(bad, "val"), "wb") as f:
+            np.savez(f, **hostile)
+        with pytest.raises(MTLReproError, match=r"val\.tokens\.npz"):
+            spec.load(config, bad, "val")
+
+
 def test_raw_file_errors_name_file_and_column(rt, tmp_path):
     root, params = rt
     raw = pd.read_csv(root / "raw" / "rotten_tomatoes.csv", keep_default_na=False)

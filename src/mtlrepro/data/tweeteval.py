@@ -46,8 +46,8 @@ import pandas as pd
 import torch
 
 from ..io import MTLReproError, sha256_file
-from .base import (DatasetSpec, Task, read_parquet, require_dtype, require_file, split_record, write_parquet,
-                   write_stats)
+from .base import (DatasetSpec, Task, read_parquet, read_stats, require_dtype, require_file, split_record,
+                   write_parquet, write_stats)
 
 SPLITS = ("train", "val", "test")
 RAW_FILE = "tweeteval.parquet"
@@ -270,6 +270,8 @@ class TweetEval(DatasetSpec):
         return {"versions": found} if found else {}
 
     def preprocess(self, config, split_seed, raw_dir, out_dir):
+        from ..models.text import save_tokens, tokenizer_record
+
         path = raw_dir / RAW_FILE
         df = read_parquet(path, ["task", "subset", "split", "line", "text", "label"])
         require_dtype(df, ["task", "split", "text"], path, "string")
@@ -300,13 +302,14 @@ class TweetEval(DatasetSpec):
             part = df.iloc[np.concatenate(keep)].reset_index(drop=True)
             part = part[["example_id", "task", "subset", "line", "text", "label"]]
             write_parquet(part, out_dir / f"{split}.parquet")
+            save_tokens(part["text"].astype(str).tolist(), config["model"], out_dir, split)
             info[split] = split_record(split, part["example_id"].to_numpy())
             counts[split] = {t: int(n) for t, n in part["task"].value_counts().items()}
-        write_stats(out_dir, {"tasks": names, "counts": counts})
+        write_stats(out_dir, {"tasks": names, "counts": counts, "tokenizer": tokenizer_record(config["model"])})
         return info
 
     def load(self, config, processed_dir, split):
-        from ..models.text import TextSplit, tokenize
+        from ..models.text import TextSplit, load_tokens
 
         path = processed_dir / f"{split}.parquet"
         df = read_parquet(path, ["task", "text", "label"])
@@ -327,8 +330,8 @@ class TweetEval(DatasetSpec):
                 raise MTLReproError(f"{path}: column 'label' of task {task!r} has values outside "
                                     f"0..{task_info(task).n_classes - 1}")
             targets[rows, k] = values
-        model = config["model"]
-        input_ids, mask = tokenize(df["text"].astype(str).tolist(), model.get("path"), model["max_length"])
+        input_ids, mask = load_tokens(config["model"], processed_dir, split, len(df),
+                                      read_stats(processed_dir).get("tokenizer"))
         return TextSplit(input_ids, mask, torch.from_numpy(targets.astype(np.float32)))
 
     def build_model(self, config, tasks):

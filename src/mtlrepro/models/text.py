@@ -106,6 +106,62 @@ def tokenize(texts: Sequence[str], model_path: str | os.PathLike | None, max_len
     return enc["input_ids"].long(), enc["attention_mask"].long()
 
 
+# ------------------------------------------------------------ tokens, made once by preprocess
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ckpt", ".pt", ".pth")
+
+
+def tokenizer_record(model_config: dict) -> dict:
+    """What the tokens of a processed text dataset depend on: max_length and the sha256 of every
+    non-weight file of the model folder (vocabulary, merges, tokenizer and model configs). Not
+    the folder's path, so that processed data moves between machines with the same files."""
+    folder = resolve_model_path(model_config.get("path"))
+    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())
+             if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES)}
+    return {"max_length": int(model_config["max_length"]), "files_sha256": files}
+
+
+def tokens_path(processed_dir: Path, split: str) -> Path:
+    return Path(processed_dir) / f"{split}.tokens.npz"
+
+
+def save_tokens(texts: Sequence[str], model_config: dict, out_dir: Path, split: str) -> None:
+    """Tokenise a split once, in preprocess: input_ids (int32) and attention_mask (uint8) [N, max_length]."""
+    import numpy as np
+
+    input_ids, mask = tokenize(texts, model_config.get("path"), model_config["max_length"])
+    with open(tokens_path(out_dir, split), "wb") as f:
+        np.savez(f, input_ids=input_ids.numpy().astype(np.int32), attention_mask=mask.numpy().astype(np.uint8))
+
+
+def load_tokens(model_config: dict, processed_dir: Path, split: str, n_rows: int,
+                recorded: dict | None) -> tuple[Tensor, Tensor]:
+    """The split's tokens from preprocess (no tokenizer is loaded), refused unless `recorded` (the
+    processed data's tokenizer record) is the one of this model config; never unpickled."""
+    import json
+
+    import numpy as np
+
+    path = tokens_path(processed_dir, split)
+    if recorded != tokenizer_record(model_config):
+        raise MTLReproError(f"{processed_dir}: its tokens were made by another tokenizer or max_length than "
+                            f"model.path / model.max_length now name; re-run preprocess")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            input_ids, mask = data["input_ids"], data["attention_mask"]
+    except (OSError, ValueError, KeyError) as err:
+        raise MTLReproError(f"{path}: not a tokens file of preprocess ({err})") from None
+    shape = (n_rows, int(model_config["max_length"]))
+    vocab = json.loads((resolve_model_path(model_config.get("path")) / "config.json").read_text()).get("vocab_size")
+    if input_ids.shape != shape or mask.shape != shape or input_ids.dtype != np.int32 or mask.dtype != np.uint8:
+        raise MTLReproError(f"{path}: tokens of shape {input_ids.shape} {input_ids.dtype} / {mask.shape} "
+                            f"{mask.dtype}, expected {shape} int32 / uint8")
+    if input_ids.min(initial=0) < 0 or (vocab is not None and input_ids.max(initial=0) >= vocab) \
+            or not np.isin(mask, (0, 1)).all():
+        raise MTLReproError(f"{path}: token ids outside the vocabulary (0..{vocab}) or a mask other than 0/1")
+    return torch.from_numpy(input_ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64))
+
+
 def load_backbone(path: str | os.PathLike | None) -> nn.Module:
     _offline()
     from transformers import AutoModel
