@@ -6,12 +6,16 @@ full-size grid (5 datasets x 20 methods x 3 seeds with both ablations, plus Info
     python benchmarks/study_time.py --dry-only   # only the full-grid dry run
     python benchmarks/study_time.py --study-only --methods stl ls --study-target-min 15
 
-Each is printed with its target, as a ratio (< 1 meets it).
+Each is printed with its target, as a ratio (< 1 meets it). The study also prints where its jobs
+spend their time: per stage and dataset, the jobs' summed seconds split into the phases of
+`mtlrepro.jobtime` (startup, imports, load, compute, write), so the budget shows at a glance.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -43,7 +47,32 @@ def copy_workflow(dst: Path, params: dict) -> Path:
 
 def env(tmp: Path) -> dict:
     return {**os.environ, "XDG_CACHE_HOME": str(tmp / ".cache"), "MTLREPRO_PROGRESS": "0",
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+            "MTLREPRO_PROFILE": str(tmp / ".profile"), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+
+PHASES = ("startup", "imports", "load", "compute", "write")
+
+
+def job_profile(folder: Path) -> str:
+    """The jobs' seconds per stage and dataset, by phase (each job's record from mtlrepro.jobtime)."""
+    groups: dict = collections.defaultdict(lambda: collections.Counter())
+    jobs: collections.Counter = collections.Counter()
+    for path in folder.glob("*.json"):
+        record = json.loads(path.read_text())
+        key = (record["stage"], record.get("dataset", ""))
+        groups[key].update(record["seconds"])
+        jobs[key] += 1
+    total = sum(sum(c.values()) for c in groups.values()) or 1.0
+    lines = [f"{'stage':<11}{'dataset':<17}{'jobs':>5}{'s/job':>7}{'total s':>9}{'share':>7}  "
+             + "".join(f"{p:>9}" for p in PHASES)]
+    for key, seconds in sorted(groups.items(), key=lambda kv: -sum(kv[1].values())):
+        whole = sum(seconds.values())
+        lines.append(f"{key[0]:<11}{key[1]:<17}{jobs[key]:>5}{whole / jobs[key]:>7.1f}{whole:>9.0f}"
+                     f"{whole / total:>7.1%}  " + "".join(f"{seconds[p] / whole:>9.0%}" for p in PHASES))
+    phase_total = {p: sum(c[p] for c in groups.values()) for p in PHASES}
+    lines.append(f"{'all':<28}{sum(jobs.values()):>5}{total / max(1, sum(jobs.values())):>7.1f}{total:>9.0f}"
+                 f"{1:>7.0%}  " + "".join(f"{phase_total[p] / total:>9.0%}" for p in PHASES))
+    return "\n".join(lines)
 
 
 def full_grid_params() -> dict:
@@ -88,7 +117,7 @@ def restricted(params: dict, methods: list[str] | None) -> dict:
     return params
 
 
-def study(methods: list[str] | None = None) -> tuple[float, int]:
+def study(methods: list[str] | None = None) -> tuple[float, int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         params = restricted(yaml.safe_load((REPO / "params.yaml").read_text()), methods)
         work = copy_workflow(Path(tmp), params)
@@ -99,7 +128,7 @@ def study(methods: list[str] | None = None) -> tuple[float, int]:
         if out.returncode != 0:
             sys.exit(out.stderr[-3000:])
         done = [line for line in out.stderr.splitlines() if "steps (100%) done" in line]
-        return elapsed, int(done[-1].split()[0]) if done else 0
+        return elapsed, int(done[-1].split()[0]) if done else 0, job_profile(work / ".profile")
 
 
 def main() -> None:
@@ -108,17 +137,19 @@ def main() -> None:
     parser.add_argument("--study-only", action="store_true")
     parser.add_argument("--methods", nargs="*", default=None,
                         help="run the default study with only these methods (e.g. stl ls)")
-    parser.add_argument("--study-target-min", type=float, default=30.0)
+    parser.add_argument("--study-target-min", type=float, default=20.0)
     args = parser.parse_args()
     if not args.study_only:
         seconds, jobs = dry_run()
         print(f"snakemake -n all, full grid ({len(FULL_DATASETS)} datasets x {len(FULL_METHODS)} methods x 3 seeds "
               f"+ ablations, + {len(FULL_TEXT_DATASETS)} x {len(FULL_TEXT_METHODS)} in InfoMTL's study, {jobs} jobs): {seconds:.2f} s  (target 10 s, ratio {seconds / 10:.2f})")
     if not args.dry_only:
-        seconds, jobs = study(args.methods)
+        seconds, jobs, profile = study(args.methods)
         which = "methods " + " ".join(args.methods) if args.methods else "all methods"
         print(f"default study ({which}), snakemake --cores 2 all ({jobs} jobs): {seconds / 60:.1f} min  "
               f"(target {args.study_target_min:g} min, ratio {seconds / 60 / args.study_target_min:.2f})")
+        print("where the jobs spend their time (process seconds; 2 jobs run at once):")
+        print(profile)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import jobtime
 from .io import MTLReproError
 
 
@@ -115,18 +116,38 @@ def run(args: argparse.Namespace) -> None:
         check_methods(params, str(args.params))
         torch.set_num_threads(max(1, args.threads))
     call = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    jobtime.begin("load" if module in TORCH_STAGES else "compute")  # a model stage marks its compute itself
     call(params, *(getattr(args, option.replace("-", "_")) for option in stage.options))
 
 
 def main(argv: list[str] | None = None) -> int:
+    jobtime.begin("imports")
     args = build_parser().parse_args(argv)
     try:
         run(args)
     except MTLReproError as err:
         print(f"mtlrepro {args.stage}: error: {err}", file=sys.stderr)
         return 2
+    jobtime.finish(args.stage, **{k: getattr(args, k) for k in ("dataset", "method", "fraction")
+                                  if getattr(args, k, None) is not None})
     return 0
 
 
+def end_process(code: int) -> None:
+    """Ends a stage's process (`python -m mtlrepro`) without the interpreter's teardown, which
+    with torch loaded costs about 0.9 s of CPU per job (measured on the download stage: 3.7 s ->
+    2.8 s). Every output is written, closed and renamed into place before the stage returns; the
+    atexit handlers (logging's flush among them) still run, and the standard streams are flushed."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing left to lose
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())

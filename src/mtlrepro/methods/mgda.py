@@ -41,7 +41,15 @@ def _affine_minimizer(gram: np.ndarray) -> np.ndarray:
     kkt[n, n] = 0.0
     rhs = np.zeros(n + 1)
     rhs[n] = 1.0
-    mu = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n]
+    # LU first (10x cheaper than least squares at K = 40); least squares where the support is
+    # (nearly) affinely dependent and the LU solution does not solve the system
+    try:
+        solution = np.linalg.solve(kkt, rhs)
+        if not np.isfinite(solution).all() or np.abs(kkt @ solution - rhs).max() > 1e-9:
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    mu = solution[:n]
     return mu / mu.sum()
 
 
