@@ -50,3 +50,25 @@ def test_the_qm9_preset_is_at_the_papers_data_scale_in_the_published_comparison(
     qm9 = published.counterparts("bayesagg")["qm9"]
     assert at_paper_scale(qm9, P.load(REPO / "params" / "bayesagg-table1-qm9.yaml"))
     assert not at_paper_scale(qm9, P.load(REPO / "params.yaml"))  # the embedded default's 600/200/400
+
+
+@pytest.mark.parametrize("preset, dataset", [("bayesagg-table1-qm9.yaml", "qm9"),
+                                             ("bayesagg-table2-cifar-mtl.yaml", "cifar-mtl"),
+                                             ("bayesagg-table2-chestx-ray14.yaml", "chestx-ray14"),
+                                             ("bayesagg-table3-utkface.yaml", "utkface")])
+def test_every_preset_sets_its_published_tables_beside_ours_at_the_papers_scale(preset, dataset):
+    """Each preset's study compares its data set with the paper's tables (Table 5's deep ensembles
+    with QM9's and UTKFace's), at the paper's split, with every method those tables print."""
+    from mtlrepro import published
+    from mtlrepro.report.comparison import at_paper_scale, counterparts_of
+
+    params = P.load(REPO / "params" / preset)
+    (study,) = P.studies(params)
+    cp = counterparts_of(study)[dataset]
+    assert cp.same_dataset and at_paper_scale(cp, params)
+    printed = {m for key in cp.tables for m, e in published.table(key).entries.items() if not e.by_definition}
+    assert printed <= set(study.methods), printed - set(study.methods)
+    assert ({"ensemble_heads", "ensemble_networks"} <= set(study.methods)) == (dataset in ("qm9", "utkface"))
+    if "ensemble_heads" in study.methods:  # Table 5's sizes
+        assert params["method"]["ensemble_heads"] == {"heads": 1024}
+        assert params["method"]["ensemble_networks"] == {"networks": 10}

@@ -45,6 +45,11 @@ class Method:
     def to(self, device: torch.device) -> "Method":
         return self
 
+    def build_model(self, build: Callable[[], Any], tasks: Sequence[Any]) -> Any:
+        """The run's model from `build()`, which returns a fresh, randomly initialised copy of the
+        dataset's model for `tasks`. Default: one copy; a deep ensemble of networks builds several."""
+        return build()
+
     def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> "torch.nn.ModuleList | None":
         """Task heads replacing the model's linear heads (probabilistic representation methods:
         a stochastic task module per task, h [B, d] -> the task's output, sampling in train mode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {"download": "data", "validate": "data", "preprocess": "data",
-          "pretrain": "fit", "train": "fit", "install_heads": "fit", "load_models": "fit",
+          "pretrain": "fit", "train": "fit", "install_heads": "fit", "build_run_model": "fit", "load_models": "fit",
           "evaluate": "eval", "robustness": "eval", "reference": "results", "aggregate": "results",
           "report": "results"}
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .. import data as datasets
+from .. import jobtime
 from .. import params as P
 from ..fingerprint import run_record
 from ..io import provenance, write_json
@@ -70,6 +71,7 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
 
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
                                                          model_dir, device_name, fraction, seed)
+    jobtime.begin("compute")
     reps: list = []
     outputs = model_outputs(pairs, tasks, test, reps)
     preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
@@ -83,6 +85,7 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
         if task.unit is not None:  # the units of the task's errors (QM9: meV, D, ...)
             result["tasks"][task.name]["unit"] = task.unit
     result["representation"] = representation_quality(tasks, test, outputs, reps)
+    jobtime.begin("write")
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "fraction": fraction}, stage="evaluate", seed=seed, device=str(device))
     write_json(out_json, result)
@@ -107,6 +110,7 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
     # robustness runs on the full-data model (the workflow's pct100)
     spec, tasks, test, pairs, device = _trained_on_test(params, dataset, method_name, processed_dir,
                                                          model_dir, device_name, 100, seed)
+    jobtime.begin("compute")
     settings = params["ablations"]["robustness"]
     y = original_targets(spec, processed_dir, test)
     result = {"dataset": dataset, "method": method_name, "seed": seed, "task_order": [t.name for t in tasks],
@@ -123,6 +127,7 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
                          "values": {t.name: task_metrics(t.kind, preds[k], y[:, k])[t.primary]
                                     for k, t in enumerate(tasks)}})
         result["perturbations"][kind] = rows
+    jobtime.begin("write")
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "robustness": settings}, stage="robustness", seed=seed, device=str(device))
     write_json(out_json, result)

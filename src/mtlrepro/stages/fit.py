@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from .. import data as datasets
+from .. import jobtime
 from .. import methods as method_registry
 from .. import params as P
 from ..checksums import verify_processed
@@ -63,10 +64,12 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
     model = inp.spec.build_model(inp.config, inp.tasks)
     n_epochs = inp.config["train"]["pretrain_epochs"]
     method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp.train))
+    jobtime.begin("compute")
     t0 = time.perf_counter()
     result = fit(model, method, inp.tasks, inp.train, inp.val, TrainConfig.from_params(inp.config["train"], seed),
                  inp.device, train_indices=inp.indices, until_epoch=n_epochs,
                  progress_label=f"{dataset}/pretrain/pct{fraction}/seed{seed}")
+    jobtime.begin("write")
     with atomic_dir(out_dir) as tmp:
         state = stamp({**result.final_state, "epoch": n_epochs},
                       pretrain_record(params, dataset, fraction, seed, processed_dir))
@@ -113,10 +116,10 @@ def _warm_start(method_name: str, pretrain_dir: Path | None, device, expected: d
 def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: dict, warm_inputs: dict,
              pretrain_dir: Path | None, resume_dir: Path, label: str) -> dict:
     seed_everything(seed)
-    model = inp.spec.build_model(inp.config, inp.tasks)
     gen = method_generator(seed, inp.device)
+    # no method's constructor draws from the global RNG: the model's initialisation is unchanged
     method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp.train))
-    install_heads(model, method, inp.tasks)
+    model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
     init = _warm_start(method_name, pretrain_dir, inp.device, warm_inputs) if method.warm_start else None
     start = init["epoch"] if init else 0
@@ -146,6 +149,7 @@ def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path
     hparams = P.method_hparams(params, method_name)
     inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
     label = f"{dataset}/{method_name}/pct{fraction}/seed{seed}"
+    jobtime.begin("compute")  # model building and the warm-start checkpoint count here (cheap)
     t0 = time.perf_counter()
     if method_registry.get(method_name).kind == "stl":
         run = _fit_stl(inp, hparams, seed, inputs, resume_dir, label)
@@ -154,6 +158,7 @@ def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path
                        pretrain_record(params, dataset, fraction, seed, processed_dir), pretrain_dir,
                        resume_dir, label)
     wall = time.perf_counter() - t0
+    jobtime.begin("write")
     record = {**P.dataset_slice(params, dataset), "method": method_name, "method_hparams": hparams,
               "fraction": fraction, "seed": seed}
     with atomic_dir(out_dir) as tmp:
@@ -177,6 +182,14 @@ def method_for_heads(params: dict, method_name: str, tasks):
     """The method object, rebuilt only so that it can rebuild its task heads for loading."""
     hparams = P.method_hparams(params, method_name)
     return build_method(method_name, hparams, tasks, torch.Generator(), [1] * len(tasks))
+
+
+def build_run_model(spec, config, tasks, method):
+    """The model a method trains: the dataset's model (or the method's ensemble of them) with the
+    method's task heads."""
+    model = method.build_model(lambda: spec.build_model(config, tasks), tasks)
+    install_heads(model, method, tasks)
+    return model
 
 
 def install_heads(model, method, tasks) -> None:
@@ -203,8 +216,6 @@ def load_models(spec, config, tasks, model_dir: Path, device, method=None, input
             model.load_state_dict(state)
             pairs.append((model.to(device).eval(), [k]))
         return pairs
-    model = spec.build_model(config, tasks)
-    if method is not None:
-        install_heads(model, method, tasks)
+    model = spec.build_model(config, tasks) if method is None else build_run_model(spec, config, tasks, method)
     model.load_state_dict(ckpt["states"][0])
     return [(model.to(device).eval(), list(range(len(tasks))))]
