@@ -75,6 +75,17 @@ def job_profile(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def utilisation(folder: Path, wall: float, cores: int = 2) -> str:
+    """How busy the cores were with mtlrepro jobs, and the longest jobs (the tail a DAG waits on)."""
+    records = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    busy = sum(sum(r["seconds"].values()) for r in records)
+    longest = sorted(records, key=lambda r: -sum(r["seconds"].values()))[:5]
+    names = ", ".join(f"{r['stage']} {r.get('dataset', '')} {r.get('method', '')} "
+                      f"{sum(r['seconds'].values()):.0f} s".replace("  ", " ") for r in longest)
+    return (f"jobs busy {busy:.0f} s of {cores} x {wall:.0f} s = {busy / (cores * wall):.0%} of the cores "
+            f"(the rest: Snakemake, and cores idle where the DAG has one job ready); longest: {names}")
+
+
 def full_grid_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["method"] = {m: {} for m in FULL_METHODS + FULL_TEXT_METHODS}
@@ -128,7 +139,8 @@ def study(methods: list[str] | None = None) -> tuple[float, int, str]:
         if out.returncode != 0:
             sys.exit(out.stderr[-3000:])
         done = [line for line in out.stderr.splitlines() if "steps (100%) done" in line]
-        return elapsed, int(done[-1].split()[0]) if done else 0, job_profile(work / ".profile")
+        return (elapsed, int(done[-1].split()[0]) if done else 0,
+                job_profile(work / ".profile") + "\n" + utilisation(work / ".profile", elapsed))
 
 
 def main() -> None:

@@ -7,8 +7,21 @@ from tests.conftest import CI_PARAMS, REPO
 from tests.workflow_utils import BIN, copy_workflow, dvc_dag, graph, parse_command, snakemake_dag, tool_env
 
 
-@pytest.mark.parametrize("params", [REPO / "params.yaml", CI_PARAMS], ids=["default", "ci"])
+def _swept_ci_params(tmp_path):
+    """The CI params with BayesAgg-MTL swept on digits-mtl over s and the warm-up's length."""
+    import yaml
+
+    params = yaml.safe_load(CI_PARAMS.read_text())
+    params["studies"]["bayesagg"]["sweep"] = {"digits-mtl": {"bayesagg": {
+        "power_classification": [0.005, 0.05], "pretrain_epochs": [1, 2]}}}
+    path = tmp_path / "swept.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("params", [REPO / "params.yaml", CI_PARAMS, "swept"], ids=["default", "ci", "swept"])
 def test_snakemake_and_dvc_build_the_same_dag(tmp_path, params):
+    params = _swept_ci_params(tmp_path) if params == "swept" else params
     work = copy_workflow(tmp_path / "wf", params)
     smk, dvc = snakemake_dag(work), dvc_dag(work)
     smk_nodes, smk_edges = graph(smk)
@@ -32,8 +45,9 @@ def test_snakemake_lint_passes(tmp_path):
     assert "Congratulations" in out.stdout + out.stderr
 
 
-def test_dvc_repro_dry_runs(tmp_path):
-    work = copy_workflow(tmp_path / "wf", CI_PARAMS)
+@pytest.mark.parametrize("swept", [False, True], ids=["ci", "swept"])
+def test_dvc_repro_dry_runs(tmp_path, swept):
+    work = copy_workflow(tmp_path / "wf", _swept_ci_params(tmp_path) if swept else CI_PARAMS)
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=work, env=tool_env(work), check=True)
     out = subprocess.run([str(BIN / "dvc"), "repro", "--dry", "--force"], cwd=work, env=tool_env(work),
                          capture_output=True, text=True, timeout=300)

@@ -4,6 +4,7 @@ build the same DAG from it. Their source paths are placeholders that do not exis
 DAG reads no source file (only the download stage does)."""
 import shutil
 
+import numpy as np
 import pytest
 
 from mtlrepro import params as P
@@ -39,8 +40,9 @@ def test_preset_is_valid_and_both_tools_build_its_dag(tmp_path, preset):
     last = study.seeds[-1]
     assert {f"reports/{study.name}/summary.json", f"metrics/reference/{study.name}/{dataset}.json",
             f"models/pretrain/{dataset}/pct100/seed{last}",
-            f"models/train/{dataset}/bayesagg/pct100/seed{last}"} <= outputs
-    assert sum(j["rule"] == "train" for j in smk) == len(study.methods) * len(study.seeds)
+            f"models/train/{dataset}/{study.run_names(dataset, 'bayesagg')[-1]}/pct100/seed{last}"} <= outputs
+    runs = sum(len(study.run_names(dataset, m)) for m in study.methods)  # a swept method: one per point
+    assert sum(j["rule"] == "train" for j in smk) == runs * len(study.seeds)
 
 
 def test_the_qm9_preset_is_at_the_papers_data_scale_in_the_published_comparison():
@@ -72,3 +74,22 @@ def test_every_preset_sets_its_published_tables_beside_ours_at_the_papers_scale(
     if "ensemble_heads" in study.methods:  # Table 5's sizes
         assert params["method"]["ensemble_heads"] == {"heads": 1024}
         assert params["method"]["ensemble_networks"] == {"networks": 10}
+
+
+@pytest.mark.parametrize("preset, grid", [
+    ("bayesagg-table1-qm9.yaml", {"power_regression": [0.75, 0.85, 0.95]}),
+    ("bayesagg-table2-cifar-mtl.yaml", {"power_classification": [0.05, 0.005, 0.0005], "pretrain_epochs": [1, 3]}),
+    ("bayesagg-table3-utkface.yaml", {"power_regression": [0.3, 0.5, 0.8], "power_classification": [0.005, 0.05, 0.1]}),
+    ("bayesagg-table2-chestx-ray14.yaml", None)])
+def test_presets_sweep_appendix_b_grids_on_validation(preset, grid):
+    """BayesAgg-MTL's s (and CIFAR-MTL's LS epochs) are chosen on the validation split over the
+    paper's grid; ChestX-ray14 has no published grid (the authors' values are used)."""
+    params = P.load(REPO / "params" / preset)
+    (study,) = P.studies(params)
+    (dataset,) = study.datasets
+    variants = study.variants(dataset, "bayesagg")
+    if grid is None:
+        assert not variants
+        return
+    assert {k: sorted({dict(v.settings)[k] for v in variants}) for k in grid} == {k: sorted(v) for k, v in grid.items()}
+    assert len(variants) == int(np.prod([len(v) for v in grid.values()]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .params import ParamsError, all_datasets, studies
+from .sweep import PRETRAIN_EPOCHS
 
 
 def warm_start_methods() -> frozenset[str]:
@@ -10,6 +11,10 @@ def warm_start_methods() -> frozenset[str]:
     from . import methods as registry
 
     return frozenset(n for n, cls in registry.REGISTRY.items() if cls.warm_start)
+
+
+def _allowed_hparams(registry, cls) -> set[str]:
+    return set(cls.hparam_names()) | ({"level"} if issubclass(cls, registry.Aggregator) else set())
 
 
 def check_methods(params: dict, source: str = "params") -> None:
@@ -29,11 +34,21 @@ def check_methods(params: dict, source: str = "params") -> None:
                 raise ParamsError(f"{source}: studies.{st.name}.methods: {name!r} starts from the pretrain-LS "
                                   f"checkpoint, which this study turns off (pretrain: false)")
 
+        for (dataset, method), points in st.sweep:
+            if method not in registry.REGISTRY:
+                continue  # reported above: the sweep's method is in studies.*.methods
+            cls = registry.REGISTRY[method]
+            allowed = _allowed_hparams(registry, cls) | ({PRETRAIN_EPOCHS} if cls.warm_start else set())
+            unknown = sorted({k for v in points for k, _ in v.settings} - allowed)
+            if unknown:
+                raise ParamsError(f"{source}: studies.{st.name}.sweep.{dataset}.{method}: {unknown} are not "
+                                  f"among what {method!r} can sweep: {sorted(allowed)}")
+
     for name, hparams in params["method"].items():
         if name not in registry.REGISTRY:
             raise ParamsError(f"{source}: method.{name}: unknown method; known: {', '.join(registry.names())}")
         cls = registry.REGISTRY[name]
-        allowed = set(cls.hparam_names()) | ({"level"} if issubclass(cls, registry.Aggregator) else set())
+        allowed = _allowed_hparams(registry, cls)
         unknown = set(hparams) - allowed
         if unknown:
             raise ParamsError(f"{source}: method.{name}: unknown hyper-parameter(s) {sorted(unknown)}; "

@@ -90,6 +90,30 @@ def _run_item(run: P.Run) -> dict:
     return {"dataset": run.dataset, "method": run.method, "fraction": run.fraction, "seed": run.seed}
 
 
+def _sweep_key(params: dict, run: P.Run) -> str | None:
+    """The params key of the grid a sweep variant's run is a point of (None: not a variant)."""
+    base = P.base_method(params, run.method)
+    for st in P.studies(params):
+        if run.method in st.run_names(run.dataset, base) and st.variants(run.dataset, base):
+            return f"studies.{st.name}.sweep.{run.dataset}.{base}"
+    return None
+
+
+def _grid_keys(params: dict) -> list[str]:
+    return [f"studies.{st.name}.sweep" for st in P.studies(params) if st.sweep]
+
+
+def _method_groups(params: dict, runs, warm) -> dict[tuple[bool, bool], dict]:
+    """Runs by (warm start, sweep variant): each group is one foreach stage with one params list
+    (a variant depends on its method's block, `${item.base}`, and on its grid, `${item.grid}`)."""
+    groups: dict[tuple[bool, bool], dict] = {}
+    for r in runs:
+        base, grid = P.base_method(params, r.method), _sweep_key(params, r)
+        item = {**_run_item(r), "base": base, **({"grid": grid} if grid else {})}
+        groups.setdefault((base in warm, grid is not None), {})[_run_key(r)] = item
+    return groups
+
+
 def _foreach(items: dict, cmd: str, deps: list[str], outs: list[str], params: list[str], **extra) -> dict:
     body = {"cmd": cmd, "deps": deps, **({"params": params} if params else {}), "outs": outs, **extra}
     return {"foreach": items, "do": body}
@@ -131,20 +155,21 @@ def _training_stages(params: dict) -> dict:
             {f"{p.dataset}-pct{p.fraction}-seed{p.seed}": {"dataset": p.dataset, "fraction": p.fraction,
                                                            "seed": p.seed} for p in pretrains},
             _cmd("pretrain", dataset=d, fraction=f, seed=s, processed=proc, out=pre), train_deps, [pre],
-            model_params)
-    cold = {_run_key(r): _run_item(r) for r in runs if r.method not in warm}
-    hot = {_run_key(r): _run_item(r) for r in runs if r.method in warm}
-    if cold:
-        stages["train"] = _foreach(cold, train_cmd, train_deps, train_outs, [*model_params, f"method.{m}"])
-    if hot:
-        stages["train_warm"] = _foreach(hot, train_cmd.replace(" --out ", f" --pretrain {pre} --out "),
-                                        [*train_deps, pre], train_outs, [*model_params, f"method.{m}"])
-    stages["evaluate"] = _foreach(
-        {_run_key(r): _run_item(r) for r in runs},
-        _cmd("evaluate", dataset=d, method=m, fraction=f, seed=s, processed=proc, model=layout.model(run),
-             out=layout.evaluation(run)),
-        [proc, layout.model(run), *import_closure(ENTRY["evaluate"])], [layout.evaluation(run)],
-        ["device", f"dataset.{d}.model", f"method.{m}"])
+            [*model_params, *_grid_keys(params)])  # the grids: a sweep of the warm-up's length adds checkpoints
+    groups = _method_groups(params, runs, warm)
+    method_keys = {False: ["method.${item.base}"], True: ["method.${item.base}", "${item.grid}"]}
+    eval_cmd = _cmd("evaluate", dataset=d, method=m, fraction=f, seed=s, processed=proc, model=layout.model(run),
+                    out=layout.evaluation(run))
+    for (hot, swept), items in sorted(groups.items()):
+        name = "train" + ("_warm" if hot else "") + ("_swept" if swept else "")
+        stages[name] = _foreach(items, train_cmd.replace(" --out ", f" --pretrain {pre} --out ") if hot else train_cmd,
+                                [*train_deps, pre] if hot else train_deps, train_outs,
+                                [*model_params, *method_keys[swept]])
+    for swept in sorted({swept for _, swept in groups}):
+        items = {k: v for (_, sw), group in groups.items() if sw == swept for k, v in group.items()}
+        stages["evaluate_swept" if swept else "evaluate"] = _foreach(
+            items, eval_cmd, [proc, layout.model(run), *import_closure(ENTRY["evaluate"])],
+            [layout.evaluation(run)], ["device", f"dataset.{d}.model", *method_keys[swept]])
     robust = P.robustness_runs(params)
     if robust:
         rob = P.Run(d, m, 100, s)

@@ -16,6 +16,7 @@ params change.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
@@ -45,18 +46,27 @@ def processed_hashes(processed_dir: Path) -> dict:
 
 
 def run_record(params: dict, dataset: str, fraction: int, seed: int, processed_dir: Path,
-               method: str, hparams: dict) -> dict:
-    """What a pretrain or train output depends on (the params slice the workflow declares)."""
-    config = params["dataset"][dataset]
+               method: str, hparams: dict, config: dict | None = None) -> dict:
+    """What a pretrain or train output depends on (the params slice the workflow declares).
+    config: the dataset block the run trains with (default: the run's, a sweep variant's
+    pretrain_epochs applied)."""
+    from .params import run_config
+
+    config = run_config(params, dataset, method) if config is None else config
     return {"format": STATE_FORMAT, "dataset": dataset, "model": config["model"], "train": config["train"],
             "method": method, "method_hparams": hparams, "fraction": int(fraction), "seed": int(seed),
             "data_fraction_seed": params["ablations"]["data_fraction"]["seed"],
             "processed_sha256": processed_hashes(processed_dir)}
 
 
-def pretrain_record(params: dict, dataset: str, fraction: int, seed: int, processed_dir: Path) -> dict:
-    """The pretrain-LS warm-up: linear scalarisation with no hyper-parameters."""
-    return run_record(params, dataset, fraction, seed, processed_dir, "ls", {})
+def pretrain_record(params: dict, dataset: str, fraction: int, seed: int, processed_dir: Path,
+                    epochs: int | None = None) -> dict:
+    """The pretrain-LS warm-up: linear scalarisation with no hyper-parameters, stopped after
+    `epochs` (default: the dataset's pretrain_epochs)."""
+    config = copy.deepcopy(params["dataset"][dataset])
+    if epochs is not None:
+        config["train"]["pretrain_epochs"] = int(epochs)
+    return run_record(params, dataset, fraction, seed, processed_dir, "ls", {}, config)
 
 
 def stamp(state: dict, record: dict) -> dict:

@@ -20,6 +20,7 @@ _folder = os.environ.get("MTLREPRO_PROFILE")
 _phases: dict[str, float] = {}
 _current: list = []   # [phase name, its start (time.time())]
 _imported = time.time()
+_started = _imported  # the process's start (wall clock), set by the first `begin`
 
 
 def _process_start() -> float:
@@ -37,7 +38,9 @@ def begin(phase: str) -> None:
         return
     now = time.time()
     if not _current:
-        _current[:] = ["startup", _process_start()]
+        global _started
+        _started = _process_start()
+        _current[:] = ["startup", _started]
     _phases[_current[0]] = _phases.get(_current[0], 0.0) + now - _current[1]
     _current[:] = [phase, now]
 
@@ -49,7 +52,8 @@ def finish(stage: str, **labels) -> None:
     begin("end")
     folder = Path(_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"stage": stage, **labels, "seconds": {k: round(v, 4) for k, v in _phases.items()}}
+    record = {"stage": stage, **labels, "started": round(_started, 3),
+              "seconds": {k: round(v, 4) for k, v in _phases.items()}}
     tmp = folder / f".{os.getpid()}-{time.time_ns()}.tmp"
     tmp.write_text(json.dumps(record))
     tmp.rename(tmp.with_name(tmp.name[1:-4] + ".json"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import yaml
 
 from .io import MTLReproError
+from .sweep import PRETRAIN_EPOCHS, Variant, grid_variants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.json"
@@ -78,16 +80,29 @@ class Study:
     fractions: tuple[int, ...] = ()
     data_fraction_methods: tuple[str, ...] = ()
     robustness_methods: tuple[str, ...] = ()
+    # ((dataset, method), its variants): the swept methods (mtlrepro.sweep); the ablations use the
+    # method's own params block
+    sweep: tuple[tuple[tuple[str, str], tuple[Variant, ...]], ...] = ()
 
     @classmethod
     def from_params(cls, name: str, block: dict, seeds: Sequence[int]) -> "Study":
         ablations = block.get("ablations") or {}
         fraction = ablations.get("data_fraction") or {}
+        sweep = tuple(((d, m), tuple(grid_variants(m, grid)))
+                      for d, by_method in (block.get("sweep") or {}).items() for m, grid in by_method.items())
         return cls(name, tuple(block["datasets"]), tuple(block["methods"]),
                    tuple(block.get("seeds") or seeds), block.get("reference", "stl"), block.get("baseline"),
                    block.get("pretrain", True), block.get("published"), tuple(fraction.get("fractions", ())),
                    tuple(fraction.get("methods", ())),
-                   tuple((ablations.get("robustness") or {}).get("methods", ())))
+                   tuple((ablations.get("robustness") or {}).get("methods", ())), sweep)
+
+    def variants(self, dataset: str, method: str) -> tuple[Variant, ...]:
+        """The method's variants on the dataset (none: it is not swept there)."""
+        return dict(self.sweep).get((dataset, method), ())
+
+    def run_names(self, dataset: str, method: str) -> list[str]:
+        """The names the method's main runs on the dataset are trained under."""
+        return [v.name for v in self.variants(dataset, method)] or [method]
 
     @property
     def ablation_fractions(self) -> tuple[int, ...]:
@@ -96,9 +111,14 @@ class Study:
 
     def runs(self) -> list[Run]:
         """The main runs, then the data-fraction ablation's, in table order."""
-        out = [Run(d, m, 100, s) for d in self.datasets for m in self.methods for s in self.seeds]
+        out = [Run(d, name, 100, s) for d in self.datasets for m in self.methods for name in self.run_names(d, m)
+               for s in self.seeds]
         out += [Run(d, m, f, s) for d in self.datasets for m in self.data_fraction_methods
                 for f in self.ablation_fractions for s in self.seeds]
+        # a swept method's ablations run with its own params block: its run at 100 % too
+        ablated = {*(self.data_fraction_methods if self.ablation_fractions else ()), *self.robustness_methods}
+        out += [Run(d, m, 100, s) for d in self.datasets for m in self.methods
+                if m in ablated and self.variants(d, m) for s in self.seeds]
         return out
 
     def robustness_runs(self) -> list[Run]:
@@ -148,7 +168,7 @@ def pretrain_runs(params: dict, warm_start: Iterable[str]) -> list[Pretrain]:
     """The warm-ups that the runs of warm-start methods (`mtlrepro.checks.warm_start_methods`) of
     every study start from, each once."""
     warm = set(warm_start)
-    return _unique(pretrain_of(r) for r in train_runs(params) if r.method in warm)
+    return _unique(pretrain_of(r) for r in train_runs(params) if base_method(params, r.method) in warm)
 
 
 def studies_of(params: dict, run: Run) -> list[Study]:
@@ -177,6 +197,26 @@ def _check_study(params: dict, st: Study) -> list[str]:
     if st.baseline and st.ablation_fractions and st.baseline not in st.data_fraction_methods:
         problems.append(f"{at}.ablations.data_fraction.methods must contain {st.baseline!r}: Delta_p at each "
                         f"fraction is measured against the baseline at that fraction")
+    for (dataset, method), points in st.sweep:
+        where = f"{at}.sweep.{dataset}.{method}"
+        if dataset not in st.datasets:
+            problems.append(f"{at}.sweep lists dataset {dataset!r}, which is not in {at}.datasets")
+        if method not in st.methods:
+            problems.append(f"{at}.sweep.{dataset} lists method {method!r}, which is not in {at}.methods")
+        if method in (st.reference, st.baseline):
+            problems.append(f"{where}: the {'reference' if method == st.reference else 'baseline'} "
+                            f"cannot be swept (every Delta is measured against its one run)")
+        epochs = params["dataset"].get(dataset, {}).get("train", {}).get("epochs")
+        if not all(re.fullmatch(r"[a-z0-9_]+", v.name) for v in points):
+            problems.append(f"{where}: values must be numbers, booleans or lower-case words (they name "
+                            f"the variants' runs: {[v.name for v in points]})")
+        for v in points:
+            e = v.pretrain_epochs
+            if e is not None and (not isinstance(e, int) or isinstance(e, bool) or e < 1
+                                  or (epochs is not None and e >= epochs)):
+                problems.append(f"{where}.{PRETRAIN_EPOCHS}: {e!r} is not a whole number of epochs in "
+                                f"1..{epochs - 1 if epochs else 'epochs - 1'}")
+                break
     for group, listed in (("data_fraction", st.data_fraction_methods), ("robustness", st.robustness_methods)):
         for method in listed:
             if method not in st.methods:
@@ -235,10 +275,47 @@ def dataset_slice(params: dict, dataset: str) -> dict:
             "config": copy.deepcopy(params["dataset"][dataset])}
 
 
+def variants(params: dict) -> dict[str, Variant]:
+    """Every study's method variants by run name."""
+    return _variants(json.dumps(params["studies"]))  # in order: a grid's key order names its variants
+
+
+@lru_cache(maxsize=8)
+def _variants(studies_json: str) -> dict[str, Variant]:  # the DAG asks once per job: parse once
+    return {v.name: v for name, block in json.loads(studies_json).items()
+            for _, vs in Study.from_params(name, block, [0]).sweep for v in vs}
+
+
+def base_method(params: dict, name: str) -> str:
+    """The method a run name trains: itself, or the method a sweep variant is a point of."""
+    variant = variants(params).get(name)
+    return variant.method if variant else name
+
+
 def method_hparams(params: dict, method: str) -> dict:
-    if method not in params["method"]:
-        raise ParamsError(f"method.{method} is missing from params")
-    return copy.deepcopy(params["method"][method])
+    """A method's hyper-parameters (a sweep variant's: its method's, with the point's values)."""
+    variant = variants(params).get(method)
+    base = variant.method if variant else method
+    if base not in params["method"]:
+        raise ParamsError(f"method.{base} is missing from params")
+    return {**copy.deepcopy(params["method"][base]), **(variant.hparams if variant else {})}
+
+
+def run_config(params: dict, dataset: str, method: str) -> dict:
+    """The dataset block a run trains with: a sweep variant's pretrain_epochs replace the dataset's."""
+    config = copy.deepcopy(params["dataset"][dataset])
+    variant = variants(params).get(method)
+    if variant is not None and variant.pretrain_epochs is not None:
+        config["train"]["pretrain_epochs"] = int(variant.pretrain_epochs)
+    return config
+
+
+def pretrain_epochs(params: dict, dataset: str) -> list[int]:
+    """The LS warm-up epochs the dataset's pretrain checkpoints are written at: the dataset's, and
+    every sweep's pretrain_epochs on it, ascending."""
+    swept = {int(v.pretrain_epochs) for st in studies(params) for (d, _), vs in st.sweep if d == dataset
+             for v in vs if v.pretrain_epochs is not None}
+    return sorted({int(params["dataset"][dataset]["train"]["pretrain_epochs"]), *swept})
 
 
 def get(params: dict, dotted: str) -> Any:

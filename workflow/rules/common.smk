@@ -40,10 +40,18 @@ def run_of(wildcards):
 
 
 def pretrain_input(wildcards):
-    """Only warm-start methods start from the pretrain-LS checkpoint."""
-    if wildcards.method not in WARM_START:
+    """Only warm-start methods (and their sweep variants) start from the pretrain-LS checkpoint."""
+    if P.base_method(config, wildcards.method) not in WARM_START:
         return []
     return layout.pretrain(P.pretrain_of(run_of(wildcards)))
+
+
+def run_params(wildcards):
+    """What a run's job depends on: the dataset's model and train blocks (a sweep variant's
+    pretrain_epochs applied) and the method's hyper-parameters (a variant's point applied)."""
+    block = P.run_config(config, wildcards.dataset, wildcards.method)
+    return {"model": block["model"], "train": block["train"],
+            "method": P.method_hparams(config, wildcards.method)}
 
 
 def reference_inputs(wildcards):

@@ -6,6 +6,7 @@ rule pretrain:
     params:
         params_file=PARAMS_FILE,
         cfg=lambda w: dataset_params(w, "model", "train"),
+        lengths=lambda w: P.pretrain_epochs(config, w.dataset),  # a checkpoint after each
         fraction_seed=config["ablations"]["data_fraction"]["seed"],
     threads: 1
     resources:
@@ -29,8 +30,7 @@ rule train:
         log="metrics/train_logs/{dataset}/{method}/pct{fraction}/seed{seed}.json",
     params:
         params_file=PARAMS_FILE,
-        cfg=lambda w: dataset_params(w, "model", "train"),
-        method=lambda w: config["method"][w.method],
+        run=run_params,
         fraction_seed=config["ablations"]["data_fraction"]["seed"],
         pretrain=lambda w, input: f" --pretrain '{input.pretrain}'" if input.pretrain else "",
     threads: 1

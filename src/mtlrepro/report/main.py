@@ -67,8 +67,9 @@ def _caption(reference: dict, kinds, roles: N.Roles, show_avg: bool, n_seeds: st
             f"{len(reference.get('seeds', []))} seeds; lower is better, {ref} = 0). Best per column in bold.")
 
 
-def main_table(dataset: str, roles: N.Roles, reference: dict, evals: dict[str, list[dict]]) -> MainResult:
-    """`evals`: method -> its evaluations at 100 % by seed, in the study's order."""
+def main_table(dataset: str, roles: N.Roles, reference: dict, evals: dict[str, list[dict]],
+               note: str = "") -> MainResult:
+    """`evals`: method -> its evaluations at 100 % by seed, in the study's order; `note` ends the caption."""
     order = reference["task_order"]
     baseline = None
     if roles.baseline is not None:  # Delta_p against the baseline's seed means at 100 %
@@ -76,7 +77,7 @@ def main_table(dataset: str, roles: N.Roles, reference: dict, evals: dict[str, l
     kinds = N.task_kinds(reference, evals)
     show_avg = baseline is not None or N.average_meaningful(reference, kinds)  # InfoMTL's Avg.: always
     table = Table(title=f"{dataset}: main results",
-                  caption=_caption(reference, kinds, roles, show_avg, N.seed_counts(evals.values())),
+                  caption=_caption(reference, kinds, roles, show_avg, N.seed_counts(evals.values())) + note,
                   columns=_columns(reference, kinds, roles, show_avg), rows=list(evals))
     result = MainResult(table, {})
     for m, runs in evals.items():

@@ -22,6 +22,8 @@ from .naming import CLASSIFICATION_KINDS, Roles
 from .representation import representation_table
 from .robustness import robustness_tables
 from .staging import staged
+from .stats import delta_m_stat
+from .sweep import choices, chosen_note, sweep_table
 from .table import Stat, Table, long_csv, render
 
 TABLE_EXTS = ("md", "tex", "csv")
@@ -39,6 +41,8 @@ class DatasetReport:
     output_inputs: dict[str, dict[str, str]] = field(default_factory=dict)   # file name -> its own inputs
     main_evals: dict[str, list[dict]] = field(default_factory=dict)          # method -> 100 % evals by seed
     delta_m: dict[str, Stat] = field(default_factory=dict)                   # method -> Delta_m over seeds
+    chosen: dict[str, str] = field(default_factory=dict)                     # swept method -> its chosen variant
+    logs_read: dict[str, str] = field(default_factory=dict)                  # the sweep's logs: sha256
 
     def add_table(self, stem: str, shown: Sequence[Table], in_csv: Sequence[Table],
                   heading: str | None = None) -> None:
@@ -68,11 +72,15 @@ def _ordered(methods: Sequence[str], study: P.Study) -> list[str]:
     return [m for m in study.methods if m in methods]
 
 
-def _collect_main(study: P.Study, loader: Loader, rep: DatasetReport) -> None:
-    """The tables of the 100 % runs: main, calibration, representation; and the Delta_m figure."""
+def _collect_main(study: P.Study, loader: Loader, rep: DatasetReport, logs_dir: Path | None) -> None:
+    """The tables of the 100 % runs: main, calibration, representation (a swept method's row: its
+    variant chosen on validation), the sweep table; and the Delta_m figure."""
     ds, ref = rep.dataset, loader.reference
-    rep.main_evals = {m: [loader.eval(m, REFERENCE_FRACTION, s) for s in study.seeds] for m in study.methods}
-    main = main_table(ds, rep.roles, ref, rep.main_evals)
+    picked = _collect_sweep(study, loader, rep, logs_dir)
+    rep.chosen = {m: c.chosen.name for m, c in picked.items()}
+    rep.main_evals = {m: [loader.eval(rep.chosen.get(m, m), REFERENCE_FRACTION, s) for s in study.seeds]
+                      for m in study.methods}
+    main = main_table(ds, rep.roles, ref, rep.main_evals, note=chosen_note(picked))
     rep.summary, rep.delta_m = main.summary, main.delta_m
     rep.add_table("main", [main.table], [main.table])
     rep.figures[f"{ds}_delta_m.png"] = lambda p: figures.plot_delta_m(ds, rep.roles, main.delta_m, p)
@@ -81,6 +89,23 @@ def _collect_main(study: P.Study, loader: Loader, rep: DatasetReport) -> None:
         rep.add_table("calibration", [calibration], [calibration])
     representation = representation_table(ds, rep.main_evals)
     rep.add_table("representation", [representation], [representation])
+
+
+def _collect_sweep(study: P.Study, loader: Loader, rep: DatasetReport, logs_dir: Path | None) -> dict:
+    """The swept methods' choices, and the table of all their variants (validation score, test Delta_m)."""
+    if not any(study.variants(rep.dataset, m) for m in study.methods):
+        return {}
+    if logs_dir is None:
+        raise MTLReproError(f"studies.{study.name}: its sweeps are chosen on the training logs' validation "
+                            f"scores: the report needs the logs folder")
+    picked, read = choices(study, rep.dataset, logs_dir)
+    delta = {v.name: delta_m_stat(v.name, [loader.eval(v.name, REFERENCE_FRACTION, s) for s in study.seeds],
+                                  loader.reference, rep.roles.reference)
+             for c in picked.values() for v in c.variants}
+    table = sweep_table(rep.dataset, picked, delta)
+    rep.add_table("sweep", [table], [table])
+    rep.logs_read.update({path: sha256_file(path) for path in read})
+    return picked
 
 
 def _collect_data_fraction(study: P.Study, loader: Loader, rep: DatasetReport) -> None:
@@ -109,9 +134,10 @@ def _collect_logs(study: P.Study, logs_dir: Path, rep: DatasetReport) -> None:
     logs: dict[str, list[dict]] = {}
     inputs: dict[str, str] = {}
     for method in study.methods:
+        run = rep.chosen.get(method, method)  # a swept method: its chosen variant's curves
         for seed in study.seeds:
-            path = log_path(logs_dir, ds, method, seed)
-            logs.setdefault(method, []).append(load_log(path, dataset=ds, method=method, seed=seed))
+            path = log_path(logs_dir, ds, run, seed)
+            logs.setdefault(method, []).append(load_log(path, dataset=ds, method=run, seed=seed))
             inputs[str(path)] = sha256_file(path)
     rep.figures[f"{ds}_training.png"] = lambda p: figures.plot_training(ds, logs, p)
     rep.output_inputs[f"{ds}_training.png"] = inputs
@@ -125,13 +151,13 @@ def collect(params: Mapping, study: P.Study, dataset: str, eval_dir, robustness_
     """Reads and checks every input of one dataset of the study and renders its outputs in memory."""
     loader = Loader(eval_dir, robustness_dir, reference_dir, dataset)
     rep = DatasetReport(dataset, Roles.of(study))
-    _collect_main(study, loader, rep)
+    _collect_main(study, loader, rep, None if logs_dir is None else Path(logs_dir))
     if fractions(study):
         _collect_data_fraction(study, loader, rep)
     settings = robustness_settings(params, study)
     if settings is not None:
         _collect_robustness(study, loader, rep, *settings)
-    rep.inputs = loader.inputs
+    rep.inputs = {**loader.inputs, **rep.logs_read}
     if logs_dir is not None:
         _collect_logs(study, Path(logs_dir), rep)
     return rep
@@ -168,7 +194,8 @@ def study_outputs(params: Mapping, study: P.Study, tables_dir: str | os.PathLike
     has_df, has_rob = bool(fractions(study)), robustness_settings(params, study) is not None
     out: list[Path] = []
     for ds in study.datasets:
-        stems = ["main"] + (["data_fraction"] if has_df else []) + (["robustness"] if has_rob else [])
+        stems = (["main"] + (["sweep"] if any(study.variants(ds, m) for m in study.methods) else [])
+                 + (["data_fraction"] if has_df else []) + (["robustness"] if has_rob else []))
         if task_kinds is not None and any(k in CLASSIFICATION_KINDS for k in task_kinds.get(ds, ())):
             stems.append("calibration")
         stems.append("representation")  # every evaluation records it

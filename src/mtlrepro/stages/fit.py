@@ -48,39 +48,59 @@ class _Inputs:
     processed_dir: Path
 
 
-def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, device_name: str | None) -> _Inputs:
-    spec, config = datasets.get(dataset), _config(params, dataset)
+def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, device_name: str | None,
+            method: str | None = None) -> _Inputs:
+    _config(params, dataset)  # a dataset of no study is refused
+    spec, config = datasets.get(dataset), P.run_config(params, dataset, method or "")
     train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
     return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction),
                    resolve_device(device_name or params["device"], exclusive=True), processed_dir)
 
 
+def pretrain_checkpoint(pretrain_dir: Path, config: dict, epochs: int | None = None) -> Path:
+    """The warm-up checkpoint after `epochs` LS epochs: checkpoint.pt at the dataset's
+    pretrain_epochs (the default), checkpoint-<n>epochs.pt at a sweep's other values."""
+    default = int(config["train"]["pretrain_epochs"])
+    n = default if epochs is None else int(epochs)
+    return Path(pretrain_dir) / ("checkpoint.pt" if n == default else f"checkpoint-{n}epochs.pt")
+
+
 def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, seed: int, out_dir: Path,
              device_name: str | None = None) -> None:
     """The linear-scalarisation warm-up: `fit` of LS stopped after `pretrain_epochs`, with its optimiser
-    and scheduler state, so a warm-start method continues the same schedule."""
+    and scheduler state, so a warm-start method continues the same schedule. With a sweep over
+    the warm-up's length, one run writes a checkpoint at each length (P.pretrain_epochs): it stops
+    at each, and continues from its resume state, which is bit-identical to not stopping."""
     inp = _inputs(params, dataset, processed_dir, fraction, device_name)
     seed_everything(seed)
     model = inp.spec.build_model(inp.config, inp.tasks)
-    n_epochs = inp.config["train"]["pretrain_epochs"]
     method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp.train))
+    cfg = TrainConfig.from_params(inp.config["train"], seed)
     jobtime.begin("compute")
     t0 = time.perf_counter()
-    result = fit(model, method, inp.tasks, inp.train, inp.val, TrainConfig.from_params(inp.config["train"], seed),
-                 inp.device, train_indices=inp.indices, until_epoch=n_epochs,
-                 progress_label=f"{dataset}/pretrain/pct{fraction}/seed{seed}")
-    jobtime.begin("write")
     with atomic_dir(out_dir) as tmp:
-        state = stamp({**result.final_state, "epoch": n_epochs},
-                      pretrain_record(params, dataset, fraction, seed, processed_dir))
-        torch.save(state, tmp / "checkpoint.pt")
+        lengths = P.pretrain_epochs(params, dataset)
+        resume = tmp / ".resume.pt" if len(lengths) > 1 else None  # how one run stops and goes on
+        for n_epochs in lengths:
+            result = fit(model, method, inp.tasks, inp.train, inp.val, cfg, inp.device,
+                         checkpoint_path=resume, train_indices=inp.indices, until_epoch=n_epochs,
+                         progress_label=f"{dataset}/pretrain/pct{fraction}/seed{seed}")
+            state = stamp({**result.final_state, "epoch": n_epochs},
+                          pretrain_record(params, dataset, fraction, seed, processed_dir, n_epochs))
+            torch.save(state, pretrain_checkpoint(tmp, inp.config, n_epochs))
+        jobtime.begin("write")
+        if resume is not None:
+            resume.unlink()
         write_json(tmp / "provenance.json", provenance(
             {**P.dataset_slice(params, dataset), "fraction": fraction}, stage="pretrain", seed=seed,
-            device=str(inp.device), epochs=n_epochs, wall_time_s=time.perf_counter() - t0))
+            device=str(inp.device), epochs=P.pretrain_epochs(params, dataset),
+            wall_time_s=time.perf_counter() - t0))
 
 
 def _check_listed(params: dict, dataset: str, method: str) -> None:
-    if not any(dataset in s.datasets and method in s.methods for s in P.studies(params)):
+    if not any(dataset in s.datasets and (method in s.methods or any(method in s.run_names(dataset, m)
+                                                                      for m in s.methods))
+               for s in P.studies(params)):
         raise MTLReproError(f"method {method!r} on {dataset!r} is in no study: list both in one of "
                             f"studies.{{{', '.join(params['studies'])}}}")
 
@@ -103,25 +123,26 @@ def _fit_stl(inp: _Inputs, hparams: dict, seed: int, inputs: dict, resume_dir: P
             "best_epoch": [r.best_epoch for r in results], "method_log": []}
 
 
-def _warm_start(method_name: str, pretrain_dir: Path | None, device, expected: dict) -> dict:
-    """The pretrain-LS state, refused unless it was made from `expected` (its pretrain record)."""
-    if pretrain_dir is None:
+def _warm_start(method_name: str, checkpoint: Path | None, device, expected: dict) -> dict:
+    """The pretrain-LS state `checkpoint`, refused unless it was made from `expected` (its pretrain record)."""
+    if checkpoint is None:
         raise MTLReproError(f"method {method_name!r} starts from the pretrain-LS checkpoint: pass --pretrain")
-    ckpt_path = _require_dir(pretrain_dir, "pretrain folder") / "checkpoint.pt"
-    state = load_state(ckpt_path, "pretrain checkpoint", device)
-    check_inputs(state, expected, ckpt_path, "pretrain checkpoint")
+    _require_dir(checkpoint.parent, "pretrain folder")
+    state = load_state(checkpoint, "pretrain checkpoint", device)
+    check_inputs(state, expected, checkpoint, "pretrain checkpoint")
     return state
 
 
 def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: dict, warm_inputs: dict,
-             pretrain_dir: Path | None, resume_dir: Path, label: str) -> dict:
+             pretrain: Path | None, resume_dir: Path, label: str) -> dict:
+    """method_name: the method (a sweep variant's method); pretrain: the warm-up checkpoint."""
     seed_everything(seed)
     gen = method_generator(seed, inp.device)
     # no method's constructor draws from the global RNG: the model's initialisation is unchanged
     method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp.train))
     model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
-    init = _warm_start(method_name, pretrain_dir, inp.device, warm_inputs) if method.warm_start else None
+    init = _warm_start(method_name, pretrain, inp.device, warm_inputs) if method.warm_start else None
     start = init["epoch"] if init else 0
     result = fit(model, method, inp.tasks, inp.train, inp.val, cfg, inp.device,
                  checkpoint_path=resume_dir / "run.pt", init_state=init, train_indices=inp.indices,
@@ -145,17 +166,21 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
 def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
                fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None,
                resume_dir: Path) -> None:
-    inp = _inputs(params, dataset, processed_dir, fraction, device_name)
+    inp = _inputs(params, dataset, processed_dir, fraction, device_name, method_name)
     hparams = P.method_hparams(params, method_name)
     inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
     label = f"{dataset}/{method_name}/pct{fraction}/seed{seed}"
     jobtime.begin("compute")  # model building and the warm-start checkpoint count here (cheap)
     t0 = time.perf_counter()
-    if method_registry.get(method_name).kind == "stl":
+    base = P.base_method(params, method_name)
+    if method_registry.get(base).kind == "stl":
         run = _fit_stl(inp, hparams, seed, inputs, resume_dir, label)
     else:
-        run = _fit_mtl(inp, method_name, hparams, seed, inputs,
-                       pretrain_record(params, dataset, fraction, seed, processed_dir), pretrain_dir,
+        warm_up = int(inp.config["train"]["pretrain_epochs"])  # a sweep variant's own
+        checkpoint = (None if pretrain_dir is None
+                      else pretrain_checkpoint(pretrain_dir, params["dataset"][dataset], warm_up))
+        run = _fit_mtl(inp, base, hparams, seed, inputs,
+                       pretrain_record(params, dataset, fraction, seed, processed_dir, warm_up), checkpoint,
                        resume_dir, label)
     wall = time.perf_counter() - t0
     jobtime.begin("write")
@@ -181,7 +206,7 @@ def _select_task(split, k: int):
 def method_for_heads(params: dict, method_name: str, tasks):
     """The method object, rebuilt only so that it can rebuild its task heads for loading."""
     hparams = P.method_hparams(params, method_name)
-    return build_method(method_name, hparams, tasks, torch.Generator(), [1] * len(tasks))
+    return build_method(P.base_method(params, method_name), hparams, tasks, torch.Generator(), [1] * len(tasks))
 
 
 def build_run_model(spec, config, tasks, method):
