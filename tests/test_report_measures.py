@@ -85,3 +85,17 @@ def test_formatting_significant_digits():
     assert math.isclose(mean_std([1.0, 3.0])[1], 1.0)  # ddof=0
     with pytest.raises(MTLReproError, match="no values"):
         mean_std([])
+
+
+def test_main_caption_sets_the_methods_spread_against_the_seed_noise():
+    import numpy as np
+
+    from mtlrepro.report.main import spread_and_noise
+    from mtlrepro.report.table import Stat
+
+    delta = {"stl": Stat([0.0, 0.0]), "ls": Stat([1.0, 3.0]), "a": Stat([5.0, 7.0]), "b": Stat([10.0, 10.0])}
+    means, stds = [2.0, 6.0, 10.0], [1.0, 1.0, 0.0]  # stl, the reference, left out
+    text = spread_and_noise(delta, "stl")
+    assert f"{np.std(means):.2f}" in text and f"{np.mean(stds):.2f}" in text
+    assert f"{np.std(means) / np.mean(stds):.1f}x the noise" in text and "3 methods" in text
+    assert spread_and_noise({"stl": Stat([0.0]), "ls": Stat([1.0, 2.0])}, "stl") == ""

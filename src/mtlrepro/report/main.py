@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
+
 from . import naming as N
 from .measures import STD_DDOF
 from .stats import baseline_means, baseline_runs, delta_m_stat, delta_p_stat, mean_score_stat
@@ -92,4 +94,18 @@ def main_table(dataset: str, roles: N.Roles, reference: dict, evals: dict[str, l
         if baseline is not None:
             dp = table.cells[(m, "delta_p")] = delta_p_stat(m, runs, baseline, roles.baseline)
             result.summary[m].update(avg=score.mean, avg_std=score.std, delta_p=dp.mean, delta_p_std=dp.std)
+    table.caption += spread_and_noise(result.delta_m, roles.reference)
     return result
+
+
+def spread_and_noise(delta_m: Mapping[str, Stat], reference: str) -> str:
+    """Whether the table tells its methods apart: the spread of the methods' mean Delta_m (their
+    std, the reference left out) against the seed noise (the methods' mean std over seeds)."""
+    rows = [d for m, d in delta_m.items() if m != reference and d.n > 1]
+    if len(rows) < 2:
+        return ""
+    spread = float(np.std([d.mean for d in rows]))
+    noise = float(np.mean([d.std for d in rows]))
+    ratio = f"{spread / noise:.1f}x the noise" if noise > 0 else "no seed noise"
+    return (f" Δm% spread between the {len(rows)} methods (the std of their means) {spread:.2f}; "
+            f"seed noise (their mean std over seeds) {noise:.2f}: the spread is {ratio}.")
