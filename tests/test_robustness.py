@@ -14,6 +14,22 @@ def test_scaled_perturbation_has_the_requested_relative_norm_per_example():
     assert torch.allclose(cos, torch.ones(5), atol=1e-5)
 
 
+def test_absolute_scale_gives_every_example_the_strength_as_its_norm():
+    """InfoMTL's (Miyato et al.'s) eps g / ||g||: the norm is the strength, whatever ||x|| is."""
+    import pytest
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 3, 4, generator=g) * torch.arange(1, 6).view(5, 1, 1)
+    d = torch.randn(5, 3, 4, generator=g)
+    delta = scale_to(d, x, 0.3, None, 5, scale="absolute")
+    assert torch.allclose(per_example_norm(delta, None, 5), torch.full((5,), 0.3), rtol=1e-5)
+    example = torch.tensor([0, 0, 1, 1, 1])
+    grouped = scale_to(d.reshape(5, -1), x.reshape(5, -1), 2.0, example, 2, scale="absolute")
+    assert torch.allclose(per_example_norm(grouped, example, 2), torch.full((2,), 2.0), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown perturbation scale"):
+        scale_to(d, x, 0.3, None, 5, scale="percent")
+
+
 def test_grouped_rows_are_scaled_per_graph():
     x = torch.randn(7, 4)
     example = torch.tensor([0, 0, 0, 1, 1, 2, 2])

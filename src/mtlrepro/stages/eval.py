@@ -121,7 +121,8 @@ def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path
         rows = []
         for strength in settings["strengths"]:
             gen = torch.Generator(device=device).manual_seed(derived_seed(settings["seed"], seed))
-            outputs = perturbed_outputs(pairs, tasks, test, kind, float(strength), gen)
+            outputs = perturbed_outputs(pairs, tasks, test, kind, float(strength), gen,
+                                        scale=settings.get("scale", "relative"))
             preds = outputs_to_predictions(spec, tasks, processed_dir, outputs)
             rows.append({"strength": strength,
                          "values": {t.name: task_metrics(t.kind, preds[k], y[:, k])[t.primary]
