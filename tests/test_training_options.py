@@ -194,3 +194,18 @@ def test_keep_refuses_a_checkpoint_without_parameter_names(digits_processed, pre
     old = {k: v for k, v in pretrain_checkpoint.items() if k != "optimizer_parameter_names"}
     with pytest.raises(MTLReproError, match="re-run pretrain"):
         _warm_started(digits_processed, old, "keep")
+
+
+def test_data_fractions_are_drawn_per_training_seed_and_nested():
+    """InfoMTL's Table 6: each seed its own random subset; within a seed 20% lies inside 40%;
+    per_seed: false keeps one subset for every seed."""
+    from mtlrepro.stages.fit import _train_indices
+
+    params = {"ablations": {"data_fraction": {"seed": 97, "per_seed": True}}}
+    subsets = {(s, f): set(_train_indices(params, 500, f, s).tolist()) for s in (0, 1) for f in (20, 40)}
+    assert subsets[(0, 20)] != subsets[(1, 20)]
+    assert all(subsets[(s, 20)] <= subsets[(s, 40)] for s in (0, 1))
+    assert len(subsets[(0, 20)]) == 100 and len(subsets[(0, 40)]) == 200
+    params["ablations"]["data_fraction"]["per_seed"] = False
+    assert _train_indices(params, 500, 20, 0).tolist() == _train_indices(params, 500, 20, 1).tolist()
+    assert _train_indices(params, 500, 100, 3).tolist() == list(range(500))

@@ -141,7 +141,7 @@ def _training_stages(params: dict) -> dict:
     run = P.Run(d, m, f, s)  # a run's paths, with DVC's ${item.*} references for its fields
     pre = layout.pretrain(P.Pretrain(d, f, s))
     proc = layout.processed(d)
-    model_params = ["device", f"dataset.{d}.model", f"dataset.{d}.train", "ablations.data_fraction.seed"]
+    model_params = ["device", f"dataset.{d}.model", f"dataset.{d}.train", "ablations.data_fraction"]
     warm = warm_start_methods()
     runs = P.train_runs(params)
     train_cmd = _cmd("train", dataset=d, method=m, fraction=f, seed=s, processed=proc,

@@ -56,6 +56,7 @@ def run_record(params: dict, dataset: str, fraction: int, seed: int, processed_d
     return {"format": STATE_FORMAT, "dataset": dataset, "model": config["model"], "train": config["train"],
             "method": method, "method_hparams": hparams, "fraction": int(fraction), "seed": int(seed),
             "data_fraction_seed": params["ablations"]["data_fraction"]["seed"],
+            "data_fraction_per_seed": bool(params["ablations"]["data_fraction"].get("per_seed", True)),
             "processed_sha256": processed_hashes(processed_dir)}
 
 

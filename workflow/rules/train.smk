@@ -7,7 +7,7 @@ rule pretrain:
         params_file=PARAMS_FILE,
         cfg=lambda w: dataset_params(w, "model", "train"),
         lengths=lambda w: P.pretrain_epochs(config, w.dataset),  # a checkpoint after each
-        fraction_seed=config["ablations"]["data_fraction"]["seed"],
+        fraction_subsets=config["ablations"]["data_fraction"],
     threads: 1
     resources:
         mem_mb=8000,
@@ -31,7 +31,7 @@ rule train:
     params:
         params_file=PARAMS_FILE,
         run=run_params,
-        fraction_seed=config["ablations"]["data_fraction"]["seed"],
+        fraction_subsets=config["ablations"]["data_fraction"],
         pretrain=lambda w, input: f" --pretrain '{input.pretrain}'" if input.pretrain else "",
     threads: 1
     resources:

@@ -31,8 +31,15 @@ def _task_sizes(split) -> list[int]:
     return (~torch.isnan(split.targets)).sum(0).tolist()
 
 
-def _train_indices(params: dict, n: int, fraction: int):
-    return datasets.nested_subset(n, fraction, params["ablations"]["data_fraction"]["seed"])
+def _train_indices(params: dict, n: int, fraction: int, seed: int):
+    """The run's training subset: nested across fractions (20% inside 40% ...); drawn anew for
+    each training seed (`per_seed`, InfoMTL's Table 6) or one subset for every seed."""
+    return datasets.nested_subset(n, fraction, subset_seed(params, seed))
+
+
+def subset_seed(params: dict, seed: int) -> int:
+    block = params["ablations"]["data_fraction"]
+    return derived_seed(block["seed"], seed) if block.get("per_seed", True) else int(block["seed"])
 
 
 @dataclass
@@ -48,12 +55,12 @@ class _Inputs:
     processed_dir: Path
 
 
-def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, device_name: str | None,
+def _inputs(params: dict, dataset: str, processed_dir: Path, fraction: int, seed: int, device_name: str | None,
             method: str | None = None) -> _Inputs:
     _config(params, dataset)  # a dataset of no study is refused
     spec, config = datasets.get(dataset), P.run_config(params, dataset, method or "")
     train, val = _load_splits(spec, config, processed_dir, ["train", "val"])
-    return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction),
+    return _Inputs(spec, config, spec.tasks(config), train, val, _train_indices(params, len(train), fraction, seed),
                    resolve_device(device_name or params["device"], exclusive=True), processed_dir)
 
 
@@ -71,7 +78,7 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
     and scheduler state, so a warm-start method continues the same schedule. With a sweep over
     the warm-up's length, one run writes a checkpoint at each length (P.pretrain_epochs): it stops
     at each, and continues from its resume state, which is bit-identical to not stopping."""
-    inp = _inputs(params, dataset, processed_dir, fraction, device_name)
+    inp = _inputs(params, dataset, processed_dir, fraction, seed, device_name)
     seed_everything(seed)
     model = inp.spec.build_model(inp.config, inp.tasks)
     method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp.train))
@@ -166,7 +173,7 @@ def train(params: dict, dataset: str, method_name: str, processed_dir: Path, pre
 def _train_run(params: dict, dataset: str, method_name: str, processed_dir: Path, pretrain_dir: Path | None,
                fraction: int, seed: int, out_dir: Path, log_path: Path, device_name: str | None,
                resume_dir: Path) -> None:
-    inp = _inputs(params, dataset, processed_dir, fraction, device_name, method_name)
+    inp = _inputs(params, dataset, processed_dir, fraction, seed, device_name, method_name)
     hparams = P.method_hparams(params, method_name)
     inputs = run_record(params, dataset, fraction, seed, processed_dir, method_name, hparams)
     label = f"{dataset}/{method_name}/pct{fraction}/seed{seed}"
