@@ -66,3 +66,44 @@ def test_ari_drops_missing_labels_and_checks_sizes():
     assert task_ari(reps, labels) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         task_ari(reps, labels[:5])
+
+
+def test_uniformity_per_task_is_over_each_tasks_own_rows_and_model():
+    """Table 5 reports uniformity per task: over the rows labelled for the task, of the
+    representation of the model that predicts it (STL: the task's own model)."""
+    import torch
+
+    from mtlrepro.data.base import Task
+    from mtlrepro.representation import uniformity
+    from mtlrepro.stages.eval import representation_quality
+
+    g = torch.Generator().manual_seed(0)
+    tasks = [Task("a", "binary", "accuracy"), Task("b", "regression", "mae")]
+    targets = torch.stack([(torch.rand(12, generator=g) > 0.5).float(), torch.randn(12, generator=g)], 1)
+    targets[:5, 1] = float("nan")  # b is labelled on 7 rows only
+    split = type("S", (), {"targets": targets})()
+    outputs = [torch.randn(12, 1, generator=g), torch.randn(12, 1, generator=g)]
+    h = torch.randn(12, 4, generator=g)
+    shared = representation_quality(tasks, split, outputs, [h], [[0, 1]])
+    assert shared["uniformity_per_task"]["a"] == pytest.approx(uniformity(h))
+    assert shared["uniformity_per_task"]["b"] == pytest.approx(uniformity(h[5:]))
+    h2 = torch.randn(12, 4, generator=g)
+    stl = representation_quality(tasks, split, outputs, [h, h2], [[0], [1]])
+    assert stl["uniformity_per_task"]["b"] == pytest.approx(uniformity(h2[5:]))
+    assert stl["uniformity"] == pytest.approx((uniformity(h) + uniformity(h2)) / 2)
+
+
+def test_the_representation_table_shows_per_task_uniformity_when_every_run_records_it():
+    from mtlrepro.report.representation import representation_table
+
+    def ev(seed, per_task=True):
+        rep = {"uniformity": -1.0 - seed, "ari": {"a": 0.5}}
+        if per_task:
+            rep["uniformity_per_task"] = {"a": -1.5 - seed, "b": -2.0}
+        return {"path": f"e{seed}.json", "task_order": ["a", "b"], "tasks": {"a": {}, "b": {}}, "representation": rep}
+
+    table = representation_table("d", {"ls": [ev(0), ev(1)]})
+    assert [c.label for c in table.columns] == ["Uni.", "a Uni.", "b Uni.", "a ARI (%)"]
+    assert table.cells[("ls", "uni:a")].mean == pytest.approx(-2.0) and "own labelled examples" in table.caption
+    older = representation_table("d", {"ls": [ev(0), ev(1, per_task=False)]})
+    assert [c.label for c in older.columns] == ["Uni.", "a ARI (%)"]

@@ -84,22 +84,31 @@ def evaluate(params: dict, dataset: str, method_name: str, processed_dir: Path, 
                                       "higher_is_better": task.higher_is_better, "metrics": values}
         if task.unit is not None:  # the units of the task's errors (QM9: meV, D, ...)
             result["tasks"][task.name]["unit"] = task.unit
-    result["representation"] = representation_quality(tasks, test, outputs, reps)
+    result["representation"] = representation_quality(tasks, test, outputs, reps, [ids for _, ids in pairs])
     jobtime.begin("write")
     result["provenance"] = provenance({**P.dataset_slice(params, dataset), "method": method_name,
                                        "fraction": fraction}, stage="evaluate", seed=seed, device=str(device))
     write_json(out_json, result)
 
 
-def representation_quality(tasks, split, outputs, reps) -> dict:
+def representation_quality(tasks, split, outputs, reps, rep_tasks=None) -> dict:
     """InfoMTL's Table 5: uniformity of the shared representation on the split (per model for
-    STL, averaged) and the ARI of each classification task's outputs against its labels."""
+    STL, averaged), the same per task over the task's own labelled rows (the representation of the
+    model that predicts it; `rep_tasks[i]`: the tasks of reps[i]), and the ARI of each
+    classification task's outputs against its labels."""
     from ..representation import task_ari, uniformity
 
     targets = split.targets.cpu()
     ari = {t.name: task_ari(outputs[k], targets[:, k]) for k, t in enumerate(tasks)
            if t.kind in ("binary", "multiclass")}
-    return {"uniformity": float(np.mean([uniformity(r) for r in reps])), "ari": ari}
+    rep_of = {k: r for r, ids in zip(reps, rep_tasks or [range(len(tasks))] * len(reps)) for k in ids}
+    per_task = {}
+    for k, t in enumerate(tasks):
+        rows = ~torch.isnan(targets[:, k])
+        if k in rep_of and int(rows.sum()) >= 2:
+            per_task[t.name] = uniformity(rep_of[k][rows])
+    return {"uniformity": float(np.mean([uniformity(r) for r in reps])), "uniformity_per_task": per_task,
+            "ari": ari}
 
 
 def robustness(params: dict, dataset: str, method_name: str, processed_dir: Path, model_dir: Path,
