@@ -214,3 +214,24 @@ def test_qm9_processed_by_an_older_version_is_refused(tmp_path, qm9_raw_small, c
     (tmp_path / "out" / "stats.json").write_text(json.dumps(stats))
     with pytest.raises(MTLReproError, match="stats.json: units .* the processed data are stale"):
         get("qm9").target_scale(tmp_path / "out")
+
+
+def test_digits_training_images_per_class_are_a_seeded_stratified_subset(tmp_path, digits_processed):
+    """split.train_per_class keeps that many training images of each digit, from the full training
+    split (val and test unchanged), the same for the same split_seed."""
+    import copy
+
+    params = P.load(CI_PARAMS)
+    params["dataset"]["digits-mtl"]["split"]["train_per_class"] = 7
+    raw = digits_processed.parent / "raw"
+    out = tmp_path / "processed"
+    stages.preprocess(params, "digits-mtl", raw, digits_processed.parent / "validation.json", out)
+    full = pd.read_parquet(digits_processed / "train.parquet")
+    small = pd.read_parquet(out / "train.parquet")
+    assert small["digit"].value_counts().to_dict() == {d: 7 for d in range(10)}
+    assert set(small["example_id"]) <= set(full["example_id"])
+    for split in ("val", "test"):
+        assert pd.read_parquet(out / f"{split}.parquet").equals(pd.read_parquet(digits_processed / f"{split}.parquet"))
+    again = tmp_path / "again"
+    stages.preprocess(copy.deepcopy(params), "digits-mtl", raw, digits_processed.parent / "validation.json", again)
+    assert pd.read_parquet(again / "train.parquet").equals(small)

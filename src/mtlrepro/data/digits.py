@@ -54,6 +54,13 @@ class ImageSplit(Split):
         return ImageSplit(self.images.to(device), self.targets.to(device))
 
 
+def per_class_subset(ids: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """`per_class` of `ids` for each label (all of a label with fewer), drawn by one seeded permutation."""
+    order = ids[np.random.default_rng(seed).permutation(len(ids))]
+    keep = [order[labels[order] == c][:per_class] for c in np.unique(labels[ids])]
+    return np.sort(np.concatenate(keep))
+
+
 class DigitsMTL(DatasetSpec):
     name = "digits-mtl"
     raw_files = ("digits.csv",)
@@ -83,6 +90,8 @@ class DigitsMTL(DatasetSpec):
                                            stratify=df["digit"])
         train, val = train_test_split(train_val, test_size=split["val"] / (1 - split["test"]),
                                       random_state=split_seed, stratify=df["digit"].iloc[train_val])
+        if split.get("train_per_class") is not None:  # fewer labelled images: harder tasks, as CIFAR-MTL's
+            train = per_class_subset(train, df["digit"].to_numpy(), int(split["train_per_class"]), split_seed)
         pixels = df[PIXELS].to_numpy(dtype=np.float64)
         mean, std = pixels[train].mean(), pixels[train].std()  # train split only
         info = {}
