@@ -279,3 +279,32 @@ def test_infomtl_row_checks_reject_wrong_numbers():
     assert "SI 65.67 +0.06 67.16 +1.75" in lines
     assert "SI 65.67 +0.06 67.16 +1.76" not in lines and "SI 65.67 0.06 67.16 +1.75" not in lines
     assert delta_p_text(-0.09) == "-0.09" and delta_p_text(0.0) == "0.00" and delta_p_text(1.5) == "+1.50"
+
+
+def test_runtime_table_is_set_beside_our_training_time_per_epoch_relative_to_ls():
+    """Table 4 relative to LS (representation-level methods from its bottom block) beside our
+    per-epoch training time over LS's, from the training logs (a warm start's LS epochs excluded)."""
+    from mtlrepro import params as P
+    from mtlrepro.report.comparison import comparisons
+
+    study = P.Study("s", ("qm9",), ("stl", "ls", "mgda", "bayesagg"), (0, 1))
+    cp = published.counterparts("bayesagg")["qm9"]
+
+    def log(seconds, epochs, seed):
+        return {"path": f"log{seed}.json", "wall_time_s": seconds, "history": [{}] * epochs}
+
+    logs = {"stl": [log(99.0, 10, s) for s in (0, 1)], "ls": [log(20.0, 10, 0), log(30.0, 10, 1)],
+            "mgda": [log(40.0, 10, 0), log(60.0, 10, 1)], "bayesagg": [log(15.0, 5, 0), log(15.0, 5, 1)]}
+    evals = {m: [] for m in study.methods}
+    runtime = comparisons(study, cp, evals, {}, logs)[-1]
+    assert runtime.table.metric.startswith("time per batch relative to LS")
+    assert runtime.ours["mgda"].values == pytest.approx([40 / 10 / 2.5, 60 / 10 / 2.5])  # LS: 2.5 s an epoch
+    assert runtime.ours["bayesagg"].mean == pytest.approx(3.0 / 2.5)                   # its own 5 epochs
+    assert "stl" not in runtime.ours
+    top, bottom = TABLES["bayesagg_runtime_qm9_parameters"], TABLES["bayesagg_runtime_qm9_representation"]
+    ls = top.entries["ls"].value
+    assert runtime.published["mgda"].value == pytest.approx(bottom.entries["mgda"].value / ls)   # MGDA-UB
+    assert runtime.published["pcgrad"].value == pytest.approx(top.entries["pcgrad"].value / ls)
+    assert runtime.published["ls"].value == 1.0
+    # without timed logs (older logs, or none read) there is no run-time section
+    assert len(comparisons(study, cp, evals, {}, None)) == len(cp.tables)

@@ -158,7 +158,7 @@ def test_published_comparison_rows_and_ranks(study):
     for ds, key, hib in (("qm9", "bayesagg_qm9_delta_m", False),
                          ("digits-mtl", "bayesagg_cifar_mtl_accuracy", True)):
         table = published.TABLES[key]
-        mine = [r for r in rows if r["our_dataset"] == ds]
+        mine = [r for r in rows if r["our_dataset"] == ds and r["published_source"] == table.source]
         methods = [r["method"] for r in mine]
         # the study's order first, then the paper's other methods in its table order
         assert methods[:len(STUDY_METHODS)] == STUDY_METHODS
@@ -174,7 +174,8 @@ def test_published_comparison_rows_and_ranks(study):
         assert by["gls"]["published_value"] == "" and by["gls"]["published_rank"] == ""
         assert all(by[m]["ours_mean"] == "" and by[m]["ours_rank"] == "" for m in methods[len(STUDY_METHODS):])
         assert {r["published_dataset"] for r in mine} == {table.dataset}
-    qm9 = {r["method"]: r for r in rows if r["our_dataset"] == "qm9"}
+    qm9 = {r["method"]: r for r in rows if r["our_dataset"] == "qm9"
+           and r["published_source"] == published.TABLES["bayesagg_qm9_delta_m"].source}
     # ours: Delta_m mean +- std over seeds, as in the main table
     stl = {t: np.mean([study_value("qm9", "stl", q, t) for q in SEEDS]) for t in STUDY_TASKS["qm9"]}
     exp = [100 * np.mean([(study_value("qm9", "ls", s, t) - stl[t]) / stl[t] for t in STUDY_TASKS["qm9"]])
@@ -184,7 +185,8 @@ def test_published_comparison_rows_and_ranks(study):
     assert [m for m in STUDY_METHODS if int(qm9[m]["ours_rank"]) == 1] == ["bayesagg"]
     assert int(qm9["ls"]["published_rank"]) == 13 and int(qm9["bayesagg"]["published_rank"]) == 2
     assert qm9["stl"]["published_by_definition"] == "True" and float(qm9["stl"]["published_value"]) == 0.0
-    cifar = {r["method"]: r for r in rows if r["our_dataset"] == "digits-mtl"}
+    cifar = {r["method"]: r for r in rows if r["our_dataset"] == "digits-mtl"
+             and r["published_source"] == published.TABLES["bayesagg_cifar_mtl_accuracy"].source}
     # 56.59 twice: Nash-MTL and CAGrad share rank 9, the next is 11
     assert int(cifar["nash_mtl"]["published_rank"]) == int(cifar["cagrad"]["published_rank"]) == 9
     assert int(cifar["aligned_mtl"]["published_rank"]) == 11
@@ -197,8 +199,13 @@ def test_published_comparison_rows_and_ranks(study):
 def test_published_comparison_markdown(study):
     md = (study["tables"] / "published_comparison.md").read_text()
     sections = md.split("\n## ")[1:]
-    assert [s.split(" ", 1)[0] for s in sections] == ["qm9", "digits-mtl"]
-    qm9, digits = sections
+    heads = [s.split("\n", 1)[0] for s in sections]
+    # qm9: Tables 1 and 5 (the deep ensembles); digits-mtl: CIFAR-MTL's Table 2; then each one's
+    # run-time section (Table 4) where the logs record the training time
+    timed = sum("Table 4" in h for h in heads)
+    assert [h.split(" ", 1)[0] for h in heads if "Table 4" not in h] == ["qm9", "qm9", "digits-mtl"]
+    assert "Table 5" in heads[1] and timed == 2 and "relative to LS" in sections[heads.index(next(h for h in heads if "Table 4" in h))]
+    qm9, digits = sections[0], [s for s, h in zip(sections, heads) if h.startswith("digits-mtl") and "Table 2" in h][0]
     # the caption says plainly that the data are small subsets, with the sizes from params
     assert "small subsets" in qm9 and "train 600, val 200, test 400" in qm9
     assert "only the orderings" in qm9 and "not comparable" in qm9

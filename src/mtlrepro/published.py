@@ -74,6 +74,9 @@ class Counterpart:
     paper_split: Mapping | None = None
     split_origin: str = "from our own seeded shuffle"  # how a run at paper_split gets its splits
     further_tables: tuple[str, ...] = ()  # more keys of TABLES of the same quantity: a section each
+    # the paper's run-time table (Table 4) for this data set: (shared-parameter block, representation
+    # block); the report sets each method's time relative to LS beside ours
+    runtime_tables: tuple[str, str] | None = None
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -238,6 +241,7 @@ for _j, (_ds, _key) in enumerate((("CIFAR-MTL", "cifar_mtl"), ("QM9", "qm9"))):
             key=f"bayesagg_runtime_{_key}_{_level}", paper="bayesagg", table="Table 4 (appendix C.2)",
             dataset=_ds, metric=f"time per batch, {_block}; unit not in the extracted text",
             higher_is_better=False, decimals=3, seeds=None, entries=_rows_in,
+            data=_QM9_DATA if _key == "qm9" else TABLES["bayesagg_cifar_mtl_accuracy"].data,
             note="average over 10 epochs; BayesAgg-MTL's pre-training steps excluded"))
 
 # InfoMTL (Hu et al. 2025): the six TweetEval tasks; Avg. = mean of the tasks' official scores (%),
@@ -325,12 +329,14 @@ _BAYESAGG_COUNTERPARTS = {
         dataset="qm9", table="bayesagg_qm9_delta_m", ours="delta_m", same_dataset=True,
         description="QM9, the same molecules and regression targets",
         paper_split={"order": "test-val-train", "test": 10000, "val": 10000, "train": "rest"},
-        further_tables=("bayesagg_ensembles_qm9_delta_m",)),
+        further_tables=("bayesagg_ensembles_qm9_delta_m",),
+        runtime_tables=("bayesagg_runtime_qm9_parameters", "bayesagg_runtime_qm9_representation")),
     "cifar-mtl": Counterpart(
         dataset="cifar-mtl", table="bayesagg_cifar_mtl_accuracy", ours="accuracy_pct", same_dataset=True,
         description="CIFAR-100's official files, its 20 coarse super-classes as one-vs-rest binary tasks",
         metric_note="ours is the mean over the 20 tasks of the per-task binary accuracy (%), the paper's",
-        paper_split={"val": 0.1}, split_origin="the official train/test files, 10% of train as validation"),
+        paper_split={"val": 0.1}, split_origin="the official train/test files, 10% of train as validation",
+        runtime_tables=("bayesagg_runtime_cifar_mtl_parameters", "bayesagg_runtime_cifar_mtl_representation")),
     "chestx-ray14": Counterpart(
         dataset="chestx-ray14", table="bayesagg_chestxray14_delta_m", ours="delta_m", same_dataset=True,
         description="NIH ChestX-ray14's official files, its 14 findings as binary tasks (Δm on AUC-ROC)",
@@ -347,7 +353,8 @@ _BAYESAGG_COUNTERPARTS = {
                      "NOT CIFAR-MTL but a different, much smaller data set of the same kind "
                      "(one binary task per class)"),
         metric_note=("ours is the mean over tasks of the per-task binary accuracy (%); the paper's "
-                     "CIFAR-MTL number is its 'accuracy in class assignment', so the scales differ too")),
+                     "CIFAR-MTL number is its 'accuracy in class assignment', so the scales differ too"),
+        runtime_tables=("bayesagg_runtime_cifar_mtl_parameters", "bayesagg_runtime_cifar_mtl_representation")),
 }
 
 _INFOMTL_COUNTERPARTS = {
@@ -381,6 +388,22 @@ NO_COUNTERPART: dict[str, dict[str, str]] = {
         "ours. List tweeteval in the study's datasets (it needs TweetEval's files) to compare with its "
         "Tables 1 and 4")},
 }
+
+
+def relative_runtime(parameters: str, representation: str) -> PublishedTable:
+    """Table 4 as time per batch relative to LS's (LS = 1): a method of the representation block
+    (gradients w.r.t. the shared representation, our methods' default level) from that block, any
+    other from the shared-parameter block; both over the top block's LS."""
+    top, bottom = TABLES[parameters], TABLES[representation]
+    ls = top.entries["ls"].value
+    entries = {m: Entry(e.label, e.value / ls) for m, e in top.entries.items()}
+    entries.update({m: Entry(e.label, e.value / ls) for m, e in bottom.entries.items()})
+    return PublishedTable(
+        key=f"{parameters}_relative", paper=top.paper, table=top.table, dataset=top.dataset,
+        metric="time per batch relative to LS (LS = 1)", higher_is_better=False, decimals=2, seeds=None,
+        entries=entries, data=top.data,
+        note=(f"{top.note}; the values divided by LS's, a method that aggregates gradients w.r.t. the "
+              f"representation taken from the bottom block (as ours do by default)"))
 
 
 def table(key: str) -> PublishedTable:

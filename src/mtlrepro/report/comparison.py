@@ -39,6 +39,7 @@ class Comparison:
     our_ranks: dict[str, int]
     spearman: float | None
     n_common: int
+    our_label: str = ""        # what our column is (default: the counterpart's quantity)
 
 
 def counterparts_of(study: P.Study) -> dict[str, published.Counterpart]:
@@ -109,9 +110,44 @@ def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[st
 
 
 def comparisons(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
-                delta_m: Mapping[str, Stat]) -> list[Comparison]:
-    """One comparison per published table of the counterpart (cp.tables)."""
-    return [comparison(study, cp, main_evals, delta_m, key) for key in cp.tables]
+                delta_m: Mapping[str, Stat], logs: Mapping[str, list[dict]] | None = None) -> list[Comparison]:
+    """One comparison per published table of the counterpart (cp.tables), and the run-time table's
+    where the counterpart has one and the training logs were read."""
+    out = [comparison(study, cp, main_evals, delta_m, key) for key in cp.tables]
+    timed = logs and "ls" in logs and all("wall_time_s" in log for runs in logs.values() for log in runs)
+    if cp.runtime_tables and timed:  # logs written before the train stage timed itself have no section
+        out.append(runtime_comparison(study, cp, logs))
+    return out
+
+
+def _seconds_per_epoch(log: dict) -> float:
+    """A run's training time per epoch it trained (a warm start's LS epochs are not its own)."""
+    from .loader import number
+
+    epochs = len(log["history"])
+    if epochs == 0:
+        raise MTLReproError(f"{log['path']}: no epoch in its history")
+    return number(log.get("wall_time_s"), "wall_time_s", log["path"]) / epochs
+
+
+def runtime_comparison(study: P.Study, cp: published.Counterpart, logs: Mapping[str, list[dict]]) -> Comparison:
+    """The paper's Table 4 (time per batch, relative to LS) beside ours: per seed, each method's
+    training seconds per epoch over LS's seed mean (same data, batches and epochs, so the ratio of
+    per-epoch times is the ratio of per-batch times up to the per-epoch validation)."""
+    table = published.relative_runtime(*cp.runtime_tables)
+    ls = float(np.mean([_seconds_per_epoch(log) for log in logs["ls"]]))
+    ours = {m: Stat([_seconds_per_epoch(log) / ls for log in runs]) for m, runs in logs.items()
+            if m != study.reference}
+    rows = [m for m in study.methods if m != study.reference] + [m for m in table.entries if m not in study.methods]
+    pub = {m: table.entries[m] for m in rows if m in table.entries}
+    common = [m for m in rows if m in pub and m in ours]
+    return Comparison(
+        dataset=cp.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=ours,
+        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, False),
+        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, False),
+        spearman=spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
+        n_common=len(common),
+        our_label="training time per epoch relative to LS (LS = 1; the warm start's LS epochs excluded)")
 
 
 def _size_text(key: str, value) -> str:
@@ -136,9 +172,9 @@ def sizes_text(params: Mapping, ds: str) -> str:
             f"{' as fractions of the data set' if fractions else ' examples'}")
 
 
-def _our_metric_label(cp: published.Counterpart) -> str:
-    return {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)",
-            "avg_primary_pct": "Avg. of the tasks' official scores (%)"}[cp.ours]
+def _our_metric_label(c: Comparison) -> str:
+    return c.our_label or {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)",
+                           "avg_primary_pct": "Avg. of the tasks' official scores (%)"}[c.counterpart.ours]
 
 
 def _published_text(entry: published.Entry, decimals: int) -> str:
@@ -186,7 +222,7 @@ def _caption(c: Comparison, params: Mapping) -> str:
         + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
         + f" Published: {t.source}, {t.metric}, as printed ({_spread_text(t)})"
         + (f"; {t.note}" if t.note else "")
-        + f". Ours: {_our_metric_label(cp)}, mean ± std (numpy ddof={STD_DDOF}) over "
+        + f". Ours: {_our_metric_label(c)}, mean ± std (numpy ddof={STD_DDOF}) over "
         f"{'/'.join(map(str, n_seeds))} seeds; our gradient-based methods act at the level set in "
         f"params (by default the shared representation). Rank: 1 = best in its column "
         f"({'higher' if t.higher_is_better else 'lower'} is better), ties share the best rank; "
@@ -215,7 +251,7 @@ def comparison_md(c: Comparison, params: Mapping) -> str:
     t = c.table
     arrow = "↑" if t.higher_is_better else "↓"
     header = ["Method", f"Published: {t.dataset}, {t.metric} {arrow}", "Rank",
-              f"Ours: {c.dataset}, {_our_metric_label(c.counterpart)} {arrow}", "Rank"]
+              f"Ours: {c.dataset}, {_our_metric_label(c)} {arrow}", "Rank"]
     lines = [f"## {c.dataset} ↔ {t.dataset} ({t.source})", "", f"*{md_escape(_caption(c, params))}*", "",
              "| " + " | ".join(md_escape(h) for h in header) + " |", "|:---|---:|---:|---:|---:|"]
     lines += [_row_md(c, m) for m in c.rows]
@@ -229,7 +265,7 @@ def comparison_rows(c: Comparison) -> list[list[Any]]:
     rows = []
     for m in c.rows:
         pub, ours = c.published.get(m), c.ours.get(m)
-        rows.append([c.dataset, c.table.dataset, c.table.source, c.table.metric, _our_metric_label(c.counterpart),
+        rows.append([c.dataset, c.table.dataset, c.table.source, c.table.metric, _our_metric_label(c),
                      c.table.higher_is_better, c.counterpart.same_dataset, m,
                      _paper_name(c, m),
                      pub.value if pub else "", pub.std if pub and pub.std is not None else "",

@@ -42,6 +42,7 @@ class DatasetReport:
     main_evals: dict[str, list[dict]] = field(default_factory=dict)          # method -> 100 % evals by seed
     delta_m: dict[str, Stat] = field(default_factory=dict)                   # method -> Delta_m over seeds
     chosen: dict[str, str] = field(default_factory=dict)                     # swept method -> its chosen variant
+    main_logs: dict[str, list[dict]] = field(default_factory=dict)          # method -> 100 % training logs by seed
     logs_read: dict[str, str] = field(default_factory=dict)                  # the sweep's logs: sha256
 
     def add_table(self, stem: str, shown: Sequence[Table], in_csv: Sequence[Table],
@@ -139,6 +140,7 @@ def _collect_logs(study: P.Study, logs_dir: Path, rep: DatasetReport) -> None:
             path = log_path(logs_dir, ds, run, seed)
             logs.setdefault(method, []).append(load_log(path, dataset=ds, method=run, seed=seed))
             inputs[str(path)] = sha256_file(path)
+    rep.main_logs = logs
     rep.figures[f"{ds}_training.png"] = lambda p: figures.plot_training(ds, logs, p)
     rep.output_inputs[f"{ds}_training.png"] = inputs
     for name, draw, used in weights.weight_figures(ds, study.seeds[0], logs):
@@ -228,8 +230,9 @@ def _published_files(params: Mapping, study: P.Study, reports: Sequence[DatasetR
     if not has_published_comparison(study):
         return None
     comps = [c for ds, cp in cps.items() for c in comparisons(study, cp, by_dataset[ds].main_evals,
-                                                                by_dataset[ds].delta_m)]
-    inputs = {k: v for ds in cps for k, v in by_dataset[ds].inputs.items()}
+                                                                by_dataset[ds].delta_m, by_dataset[ds].main_logs)]
+    inputs = {k: v for ds in cps for k, v in {**by_dataset[ds].inputs,  # and the logs the run times come from
+                                               **by_dataset[ds].output_inputs.get(f"{ds}_training.png", {})}.items()}
     sizes = {ds: {k: (params.get("dataset") or {}).get(ds, {}).get(k) for k in ("source", "split")} for ds in cps}
     return (*comparison_files(params, comps, inputs, uncompared_of(study)), sizes)
 
