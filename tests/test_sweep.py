@@ -113,10 +113,12 @@ VARIANTS = {"bayesagg__power_regression_0p5": ("pcgrad", [0.30, 0.28, 0.32]),   
 
 
 def _log(ds, method, seed, val):
+    # a warm start's history begins after the warm-up (epochs 4 and 5 of the budget); best_epoch
+    # is the 1-based epoch of the budget, as the train stage writes it
     return {"dataset": ds, "method": method, "seed": seed, "fraction": 100, "tasks": list(R.TASKS[ds]),
-            "best_epoch": 1, "method_log": [],
-            "history": [{"epoch": 1, "train_loss": [1.0, 1.0], "val_score": val + 1.0, "lr": 1e-3},
-                        {"epoch": 2, "train_loss": [0.5, 0.5], "val_score": val, "lr": 1e-3}]}
+            "best_epoch": 5, "method_log": [],
+            "history": [{"epoch": 4, "train_loss": [1.0, 1.0], "val_score": val + 1.0, "lr": 1e-3},
+                        {"epoch": 5, "train_loss": [0.5, 0.5], "val_score": val, "lr": 1e-3}]}
 
 
 def test_the_report_shows_the_variant_chosen_on_validation(tmp_path):
@@ -143,3 +145,14 @@ def test_the_report_shows_the_variant_chosen_on_validation(tmp_path):
     delta = {r["row"]: float(r["mean"]) for r in rows if r["quantity"] == "delta_m"}
     assert delta["bayesagg: power_regression=0.5"] == pytest.approx(R.expected_delta("reg", "pcgrad", 100).mean(), abs=1e-5)
     assert not (d["tables"] / "cls_sweep.md").exists()  # cls has no sweep
+
+
+def test_the_best_validation_score_is_read_at_the_logged_best_epoch():
+    from mtlrepro.io import MTLReproError
+    from mtlrepro.report.sweep import best_validation_score
+
+    log = {**_log("reg", "bayesagg", 0, 0.3), "path": "log.json"}
+    assert best_validation_score(log) == pytest.approx(0.3)
+    for bad in (3, 6, True, None):  # not an epoch of the history (3: inside the warm-up)
+        with pytest.raises(MTLReproError, match="not an epoch of its history"):
+            best_validation_score({**log, "best_epoch": bad})

@@ -27,11 +27,14 @@ class Choice:
 
 
 def best_validation_score(log: dict) -> float:
-    """The validation score of the log's best epoch (its `best_epoch`, 0-based into `history`)."""
+    """The validation score of the log's best epoch: the `history` entry whose `epoch` (1-based,
+    counted from the start of the budget, so a warm start's first is pretrain_epochs + 1) is
+    `best_epoch`."""
     path, history, best = log["path"], log["history"], log.get("best_epoch")
-    if not isinstance(best, int) or isinstance(best, bool) or not 0 <= best < len(history):
+    entries = [h for h in history if isinstance(h, dict) and h.get("epoch") == best]
+    if isinstance(best, bool) or not isinstance(best, int) or len(entries) != 1:
         raise MTLReproError(f"{path}: best_epoch {best!r} is not an epoch of its history")
-    return number(history[best].get("val_score"), f"history[{best}].val_score", path)
+    return number(entries[0].get("val_score"), f"history (epoch {best}).val_score", path)
 
 
 def choices(study: P.Study, dataset: str, logs_dir: Path) -> tuple[dict[str, Choice], dict[str, str]]:
