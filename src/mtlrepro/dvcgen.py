@@ -94,7 +94,7 @@ def _sweep_key(params: dict, run: P.Run) -> str | None:
     """The params key of the grid a sweep variant's run is a point of (None: not a variant)."""
     base = P.base_method(params, run.method)
     for st in P.studies(params):
-        if run.method in st.run_names(run.dataset, base) and st.variants(run.dataset, base):
+        if any(v.name == run.method for v in st.variants(run.dataset, base)):
             return f"studies.{st.name}.sweep.{run.dataset}.{base}"
     return None
 

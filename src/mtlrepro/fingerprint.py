@@ -16,7 +16,6 @@ params change.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import pickle
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from .io import MTLReproError, read_json
+from .params import run_config, warm_up_config
 
 STATE_FORMAT = 1  # the layout of the saved states; a change makes older files stale
 
@@ -50,8 +50,6 @@ def run_record(params: dict, dataset: str, fraction: int, seed: int, processed_d
     """What a pretrain or train output depends on (the params slice the workflow declares).
     config: the dataset block the run trains with (default: the run's, a sweep variant's
     pretrain_epochs applied)."""
-    from .params import run_config
-
     config = run_config(params, dataset, method) if config is None else config
     return {"format": STATE_FORMAT, "dataset": dataset, "model": config["model"], "train": config["train"],
             "method": method, "method_hparams": hparams, "fraction": int(fraction), "seed": int(seed),
@@ -64,9 +62,7 @@ def pretrain_record(params: dict, dataset: str, fraction: int, seed: int, proces
                     epochs: int | None = None) -> dict:
     """The pretrain-LS warm-up: linear scalarisation with no hyper-parameters, stopped after
     `epochs` (default: the dataset's pretrain_epochs)."""
-    config = copy.deepcopy(params["dataset"][dataset])
-    if epochs is not None:
-        config["train"]["pretrain_epochs"] = int(epochs)
+    config = warm_up_config(params, dataset, epochs)
     return run_record(params, dataset, fraction, seed, processed_dir, "ls", {}, config)
 
 

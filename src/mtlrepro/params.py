@@ -294,8 +294,7 @@ def base_method(params: dict, name: str) -> str:
 
 def method_hparams(params: dict, method: str) -> dict:
     """A method's hyper-parameters (a sweep variant's: its method's, with the point's values)."""
-    variant = variants(params).get(method)
-    base = variant.method if variant else method
+    base, variant = base_method(params, method), variants(params).get(method)
     if base not in params["method"]:
         raise ParamsError(f"method.{base} is missing from params")
     return {**copy.deepcopy(params["method"][base]), **(variant.hparams if variant else {})}
@@ -303,10 +302,15 @@ def method_hparams(params: dict, method: str) -> dict:
 
 def run_config(params: dict, dataset: str, method: str) -> dict:
     """The dataset block a run trains with: a sweep variant's pretrain_epochs replace the dataset's."""
-    config = copy.deepcopy(params["dataset"][dataset])
     variant = variants(params).get(method)
-    if variant is not None and variant.pretrain_epochs is not None:
-        config["train"]["pretrain_epochs"] = int(variant.pretrain_epochs)
+    return warm_up_config(params, dataset, None if variant is None else variant.pretrain_epochs)
+
+
+def warm_up_config(params: dict, dataset: str, pretrain_epochs: int | None) -> dict:
+    """A copy of the dataset block with `pretrain_epochs` LS warm-up epochs (None: the block's own)."""
+    config = copy.deepcopy(params["dataset"][dataset])
+    if pretrain_epochs is not None:
+        config["train"]["pretrain_epochs"] = int(pretrain_epochs)
     return config
 
 

@@ -57,7 +57,3 @@ def grid_variants(method: str, grid: Mapping[str, list]) -> list[Variant]:
         settings = tuple(zip(keys, values))
         out.append(Variant(variant_name(method, settings), method, settings))
     return out
-
-
-def is_variant_name(name: str) -> bool:
-    return SEPARATOR in name

@@ -111,14 +111,24 @@ def tokenize(texts: Sequence[str], model_path: str | os.PathLike | None, max_len
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ckpt", ".pt", ".pth")
 
 
+@lru_cache(maxsize=4)
+def _model_files(folder: str) -> tuple[dict[str, str], int | None]:
+    """(sha256 of every non-weight file, config.json's vocab_size) of a model folder, read once
+    per process (a train job loads two splits)."""
+    import json
+
+    path = Path(folder)
+    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(path.iterdir())
+             if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES)}
+    return files, json.loads((path / "config.json").read_text()).get("vocab_size")
+
+
 def tokenizer_record(model_config: dict) -> dict:
     """What the tokens of a processed text dataset depend on: max_length and the sha256 of every
     non-weight file of the model folder (vocabulary, merges, tokenizer and model configs). Not
     the folder's path, so that processed data moves between machines with the same files."""
-    folder = resolve_model_path(model_config.get("path"))
-    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())
-             if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES)}
-    return {"max_length": int(model_config["max_length"]), "files_sha256": files}
+    files, _ = _model_files(str(resolve_model_path(model_config.get("path"))))
+    return {"max_length": int(model_config["max_length"]), "files_sha256": dict(files)}
 
 
 def tokens_path(processed_dir: Path, split: str) -> Path:
@@ -138,8 +148,6 @@ def load_tokens(model_config: dict, processed_dir: Path, split: str, n_rows: int
                 recorded: dict | None) -> tuple[Tensor, Tensor]:
     """The split's tokens from preprocess (no tokenizer is loaded), refused unless `recorded` (the
     processed data's tokenizer record) is the one of this model config; never unpickled."""
-    import json
-
     import numpy as np
 
     path = tokens_path(processed_dir, split)
@@ -152,7 +160,7 @@ def load_tokens(model_config: dict, processed_dir: Path, split: str, n_rows: int
     except (OSError, ValueError, KeyError) as err:
         raise MTLReproError(f"{path}: not a tokens file of preprocess ({err})") from None
     shape = (n_rows, int(model_config["max_length"]))
-    vocab = json.loads((resolve_model_path(model_config.get("path")) / "config.json").read_text()).get("vocab_size")
+    _, vocab = _model_files(str(resolve_model_path(model_config.get("path"))))
     if input_ids.shape != shape or mask.shape != shape or input_ids.dtype != np.int32 or mask.dtype != np.uint8:
         raise MTLReproError(f"{path}: tokens of shape {input_ids.shape} {input_ids.dtype} / {mask.shape} "
                             f"{mask.dtype}, expected {shape} int32 / uint8")

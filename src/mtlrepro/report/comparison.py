@@ -18,6 +18,7 @@ from .. import params as P
 from .. import published
 from ..io import MTLReproError, sha256_file
 from .calibration import task_metric
+from .loader import number
 from .measures import STD_DDOF, competition_ranks, spearman
 from .table import Stat, csv_text, fmt, md_escape
 
@@ -122,8 +123,6 @@ def comparisons(study: P.Study, cp: published.Counterpart, main_evals: Mapping[s
 
 def _seconds_per_epoch(log: dict) -> float:
     """A run's training time per epoch it trained (a warm start's LS epochs are not its own)."""
-    from .loader import number
-
     epochs = len(log["history"])
     if epochs == 0:
         raise MTLReproError(f"{log['path']}: no epoch in its history")

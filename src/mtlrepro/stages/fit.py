@@ -100,7 +100,7 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
             resume.unlink()
         write_json(tmp / "provenance.json", provenance(
             {**P.dataset_slice(params, dataset), "fraction": fraction}, stage="pretrain", seed=seed,
-            device=str(inp.device), epochs=P.pretrain_epochs(params, dataset),
+            device=str(inp.device), epochs=lengths,
             wall_time_s=time.perf_counter() - t0))
 
 
