@@ -65,7 +65,7 @@ def test_info_nce_three_examples_and_temperature():
 def _head(stochastic=True, p=0.0, seed=0, d=5, out=3):
     from mtlrepro.methods.rlw import RandomSource
 
-    return InfoMTLHead(d, out, hidden=4, p_dropout=p, stochastic=stochastic,
+    return InfoMTLHead(d, "multiclass", out, hidden=4, p_dropout=p, stochastic=stochastic,
                        source=RandomSource(torch.Generator().manual_seed(seed)))
 
 
@@ -131,7 +131,8 @@ def test_ablations_drop_their_terms():
     assert all(head.logvar is None for head in model.heads)
     model.train()
     h, outputs = model(X)
-    assert torch.equal(outputs[0], model.heads[0].mu(h))  # deterministic heads
+    mu = model.heads[0].mu(h)
+    assert torch.equal(outputs[0], mu[:, 1:2] - mu[:, 0:1])  # deterministic heads over the 2 classes
     assert torch.allclose(method.regularizer(model, X, h, Y), 0.3 * 3 * info_nce(h, h, 0.5))
 
 
@@ -235,6 +236,43 @@ def test_mixed_task_kinds_output_spaces():
     model.train()
     h, outputs = model(X)
     assert [o.shape for o in outputs] == [(16, 1), (16, 1), (16, 4)]  # z_t lives in the output space R^|Y_t|
-    assert [head._cache.data["logvar"].shape for head in model.heads] == [(16, 1), (16, 1), (16, 4)]
+    # z_t lives in R^|Y_t|: 2 dimensions for the binary task, whose output is z[1] - z[0]
+    assert [head._cache.data["logvar"].shape for head in model.heads] == [(16, 1), (16, 2), (16, 4)]
     losses = training_step(model, method, tasks, X, Y, torch.optim.Adam(model.parameters(), lr=1e-2))
     assert torch.isfinite(losses).all()
+
+
+def test_binary_task_predicts_over_its_two_classes():
+    """R^{|Y_t|}: the binary head's mean lives in R^2 and its output is the logit whose sigmoid is
+    the softmax's probability of class 1."""
+    from mtlrepro.methods.rlw import RandomSource
+
+    head = InfoMTLHead(5, "binary", 1, hidden=4, p_dropout=0.0, stochastic=True,
+                       source=RandomSource(torch.Generator().manual_seed(0))).eval()
+    h = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
+    mu, logvar = head.distribution(h)
+    assert mu.shape == logvar.shape == (6, 2)
+    out = head(h)
+    assert out.shape == (6, 1)
+    assert torch.allclose(torch.sigmoid(out[:, 0]), torch.softmax(mu, 1)[:, 1], atol=1e-6)
+
+
+def test_kl_is_averaged_over_each_tasks_own_rows():
+    """TIMin's KL of task t is the mean over the rows labelled for t: rows of other tasks (NaN)
+    change nothing, computed here from the heads' caches by hand."""
+    model, method, tasks = build_model("infomtl", alpha=0.0, beta=0.5, dropout=0.0)
+    X, Y = toy_problem(8)
+    Y = Y.clone()
+    Y[:5, 0] = float("nan")   # task 0: rows 5..7 only
+    Y[5:, 1] = float("nan")   # task 1: rows 0..4 only
+    model.train()
+    h, _ = model(X)
+    caches = [dict(head._cache.data) for head in model.heads]
+    reg = method.regularizer(model, X, h, Y)
+    expected = 0.0
+    for k, c in enumerate(caches):
+        own = ~torch.isnan(Y[:, k])
+        expected = expected + kl_standard_normal(c["mu"][own], c["logvar"][own]).mean()
+    assert torch.allclose(reg, 0.5 * expected)
+    everything = sum(kl_standard_normal(c["mu"], c["logvar"]).mean() for c in caches)
+    assert not torch.allclose(reg, 0.5 * everything)

@@ -17,6 +17,21 @@ def _allowed_hparams(registry, cls) -> set[str]:
     return set(cls.hparam_names()) | ({"level"} if issubclass(cls, registry.Aggregator) else set())
 
 
+def _check_batching(params: dict, st, dataset: str, registry, source: str) -> None:
+    """One-task batches put each task on rows of its own: gradients w.r.t. the shared
+    representation never overlap there, so a representation-level aggregator would be LS."""
+    if params["dataset"].get(dataset, {}).get("train", {}).get("batching", "mixed") != "one_task":
+        return
+    for name in st.methods:
+        cls = registry.REGISTRY.get(name)
+        level = params["method"].get(name, {}).get("level", getattr(cls, "default_level", None))
+        if cls is not None and cls.kind == "aggregator" and level == "representation":
+            raise ParamsError(f"{source}: method.{name}.level is 'representation', but dataset.{dataset}.train."
+                              f"batching is one_task (studies.{st.name}): each row holds one task there, so the "
+                              f"task gradients w.r.t. the representation never overlap; set method.{name}.level: "
+                              f"parameters")
+
+
 def check_methods(params: dict, source: str = "params") -> None:
     """Dataset and method names and hyper-parameters exist (needs torch: kept out of `validate`)."""
     from . import data
@@ -33,6 +48,9 @@ def check_methods(params: dict, source: str = "params") -> None:
             if not st.pretrain and registry.REGISTRY[name].warm_start:
                 raise ParamsError(f"{source}: studies.{st.name}.methods: {name!r} starts from the pretrain-LS "
                                   f"checkpoint, which this study turns off (pretrain: false)")
+
+        for dataset in st.datasets:
+            _check_batching(params, st, dataset, registry, source)
 
         for (dataset, method), points in st.sweep:
             if method not in registry.REGISTRY:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from . import gpus
 from . import methods as method_registry
+from .batching import BATCHINGS, epoch_batches
 from .data.base import Split, Task
 from .fingerprint import STATE_FORMAT, fingerprint, load_state
 from .grad_clip import GradClip
@@ -88,6 +89,11 @@ def task_losses(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tenso
     return torch.stack([task_loss(t, o, targets[:, k]) for k, (t, o) in enumerate(zip(tasks, outputs))])
 
 
+def tasks_present(targets: Tensor) -> Tensor:
+    """[K] bool: the tasks with at least one labelled row in the batch."""
+    return ~torch.isnan(targets).all(0)
+
+
 def check_finite(losses: Tensor, tasks: Sequence[Task], where: str) -> None:
     if not bool(torch.isfinite(losses).all()):
         bad = [t.name for t, v in zip(tasks, losses.tolist()) if not math.isfinite(v)]
@@ -109,7 +115,7 @@ def training_step(model, method: Method, tasks: Sequence[Task], inputs, targets:
         h, outputs = model(inputs)
         losses = task_losses(tasks, outputs, targets)
         check_finite(losses.detach(), tasks, "a training step")
-        total = method.combine_losses(losses)
+        total = method.combine_losses(losses, tasks_present(targets))
         extra = method.regularizer(model, inputs, h, targets)
         if extra is not None:
             total = total + extra
@@ -192,10 +198,21 @@ def training_features(model, train: Split, indices: Tensor | None, batch_size: i
     return torch.cat(hs), torch.cat(ts)
 
 
-def validation_score(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tensor) -> float:
-    """Lower is better: the mean over tasks of the MAE of the regression targets as trained
-    (z-scored where the dataset z-scores them, QM9 and UTKFace: the MAE over the training std) or
-    of the error rate. Model selection and the plateau scheduler use it."""
+SELECTIONS = ("score", "primary")
+
+
+def validation_score(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: Tensor,
+                     selection: str = "score") -> float:
+    """Lower is better. Model selection, early stopping and the plateau scheduler use it.
+
+    score (the default): the mean over tasks of the MAE of the regression targets as trained
+        (z-scored where the dataset z-scores them, QM9 and UTKFace: the MAE over the training std)
+        or of the error rate;
+    primary: the mean over tasks of 1 - the task's primary metric (`Task.primary`: macro-F1, the
+        F1 of the positive class, macro-recall, AUC ...; the MAE as trained for a regression task),
+        the validation task metric InfoMTL selects its models by."""
+    from .metrics import task_metrics
+
     scores = []
     targets = targets.cpu()
     for k, (task, out) in enumerate(zip(tasks, outputs)):
@@ -204,11 +221,15 @@ def validation_score(tasks: Sequence[Task], outputs: Sequence[Tensor], targets: 
         out, y = out[keep], y[keep]
         if task.kind == "regression":
             scores.append((out[:, 0] - y).abs().mean().item())
+        elif selection == "primary":
+            prob = torch.sigmoid(out[:, 0]) if task.kind == "binary" else torch.softmax(out.float(), 1)
+            value = task_metrics(task.kind, prob.double().numpy(), y.double().numpy())[task.primary]
+            scores.append(1.0 - value if task.higher_is_better else value)
         elif task.kind == "binary":
             scores.append(((out[:, 0] > 0).float() != y).float().mean().item())
         else:
             scores.append((out.argmax(1) != y.long()).float().mean().item())
-    return float(np.mean(scores))
+    return float(np.nanmean(scores)) if selection == "primary" else float(np.mean(scores))
 
 
 # ---------------------------------------------------------------- the fit loop
@@ -225,15 +246,31 @@ class TrainConfig:
     start_epoch: int = 0  # > 0 when continuing from the pretrain-LS checkpoint
     clip_grad_norm: GradClip = GradClip()  # max gradient norms of the shared layers and the heads
     warm_start_optimizer: str = WARM_START_OPTIMIZER_DEFAULT  # LS's Adam state at a warm start: reset | keep
+    optimizer: str = "adam"          # adam | adamax (InfoMTL's)
+    batching: str = "mixed"          # mixed | one_task (batching.py)
+    selection: str = "score"         # the validation score: score | primary (validation_score)
+    early_stopping: int | None = None  # stop after this many epochs without a better validation score
 
     @classmethod
     def from_params(cls, train: dict, seed: int, **overrides) -> "TrainConfig":
-        """From a dataset's `train` block; `clip_grad_norm` and `warm_start_optimizer` are optional."""
-        return cls(epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                   weight_decay=train["weight_decay"], scheduler=dict(train["scheduler"]), seed=seed,
-                   clip_grad_norm=GradClip.from_params(train.get("clip_grad_norm")),
-                   warm_start_optimizer=check_optimizer_policy(
-                       train.get("warm_start_optimizer", WARM_START_OPTIMIZER_DEFAULT)), **overrides)
+        """From a dataset's `train` block; every key after `scheduler` is optional."""
+        stopping = train.get("early_stopping")
+        cfg = cls(epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
+                  weight_decay=train["weight_decay"], scheduler=dict(train["scheduler"]), seed=seed,
+                  clip_grad_norm=GradClip.from_params(train.get("clip_grad_norm")),
+                  warm_start_optimizer=check_optimizer_policy(
+                      train.get("warm_start_optimizer", WARM_START_OPTIMIZER_DEFAULT)),
+                  optimizer=train.get("optimizer", "adam"), batching=train.get("batching", "mixed"),
+                  selection=train.get("selection", "score"),
+                  early_stopping=None if stopping is None else int(stopping["patience"]), **overrides)
+        for key, value, allowed in (("optimizer", cfg.optimizer, tuple(OPTIMIZERS)),
+                                    ("batching", cfg.batching, BATCHINGS), ("selection", cfg.selection, SELECTIONS)):
+            if value not in allowed:
+                raise MTLReproError(f"train.{key} must be one of {allowed}, got {value!r}")
+        return cfg
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 
 
 def make_optimizer(model, method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -243,7 +280,7 @@ def make_optimizer(model, method: Method, cfg: TrainConfig) -> torch.optim.Optim
     groups = [{"params": params, "weight_decay": cfg.weight_decay}]
     if method.parameters():  # a method's own learnable tensors are not weight-decayed
         groups.append({"params": method.parameters(), "weight_decay": 0.0})
-    return torch.optim.Adam(groups, lr=cfg.lr)
+    return OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr)
 
 
 def make_scheduler(optimizer, cfg: TrainConfig):
@@ -263,6 +300,16 @@ def make_scheduler(optimizer, cfg: TrainConfig):
                                                           patience=spec["patience"],
                                                           min_lr=spec.get("min_lr", 0.0))
     return None
+
+
+def check_batching(method: Method, cfg: TrainConfig) -> None:
+    """One-task batches hold rows of different tasks in different rows, so gradients w.r.t. the
+    shared representation never overlap: aggregating them there would be LS. Refused."""
+    if cfg.batching == "one_task" and getattr(method, "level", None) == "representation":
+        raise MTLReproError(
+            f"method {method.name!r} aggregates the task gradients w.r.t. the shared representation, which "
+            f"with train.batching: one_task never overlap (each row holds one task); set "
+            f"method.{method.name}.level: parameters, or train.batching: mixed")
 
 
 class Interrupted(RuntimeError):
@@ -356,23 +403,27 @@ def _train_epoch(model, method: Method, tasks: Sequence[Task], train: Split, opt
     per-task losses averaged over its steps."""
     model.train()
     shuffle = torch.Generator().manual_seed(derived_seed(cfg.seed, epoch))
-    totals, n_steps = None, 0
+    totals, counts = None, None
     clip = cfg.clip_grad_norm if cfg.clip_grad_norm.active else None
-    for inputs, targets in train.batches(cfg.batch_size, indices=train_indices, generator=shuffle):
+    for inputs, targets in epoch_batches(train, cfg.batching, cfg.batch_size, train_indices, shuffle,
+                                         every_task=method.needs_every_task):
         losses = training_step(model, method, tasks, inputs, targets, optimizer, clip)
+        present = tasks_present(targets).to(losses.dtype)
         totals = losses if totals is None else totals + losses
-        n_steps += 1
-    return totals / max(n_steps, 1)
+        counts = present if counts is None else counts + present
+    if totals is None:
+        raise MTLReproError("an epoch had no training batch: the training split has no labelled row")
+    return totals / counts.clamp_min(1)  # each task's mean over the steps that held it
 
 
-def _record_epoch(model, method: Method, tasks: Sequence[Task], val: Split, optimizer, scheduler,
+def _record_epoch(model, method: Method, tasks: Sequence[Task], val: Split, optimizer, scheduler, cfg: TrainConfig,
                   epoch: int, mean_losses: Tensor, best: FitResult, log_every_epochs: Sequence[int]) -> float:
     """What follows the steps of epoch `epoch` (0-based): the method's end of epoch, validation,
     the scheduler step, and the epoch's entries in `best` (history, method log, best weights).
     Returns the validation score."""
     method.end_epoch(mean_losses)
     outputs = predict(model, tasks, val)
-    score = validation_score(tasks, outputs, val.targets)
+    score = validation_score(tasks, outputs, val.targets, cfg.selection)
     if scheduler is not None:
         scheduler.step(score) if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else scheduler.step()
     record = {"epoch": epoch + 1, "train_loss": mean_losses.tolist(), "val_score": score,
@@ -422,6 +473,7 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     """
     from tqdm.auto import tqdm
 
+    check_batching(method, cfg)
     model.to(device)
     method.to(device)
     optimizer = make_optimizer(model, method, cfg)
@@ -436,8 +488,10 @@ def fit(model, method: Method, tasks: Sequence[Task], train: Split, val: Split, 
     bar = tqdm(range(start, until_epoch or cfg.epochs), desc=progress_label, leave=False, mininterval=1.0,
                disable=os.environ.get("MTLREPRO_PROGRESS", "1") == "0")
     for epoch in bar:
+        if cfg.early_stopping is not None and best.best_epoch > 0 and epoch - best.best_epoch >= cfg.early_stopping:
+            break  # checked before the epoch, so that a resume after the last epoch stops too
         mean_losses = _train_epoch(model, method, tasks, train, optimizer, cfg, epoch, train_indices)
-        score = _record_epoch(model, method, tasks, val, optimizer, scheduler, epoch, mean_losses, best,
+        score = _record_epoch(model, method, tasks, val, optimizer, scheduler, cfg, epoch, mean_losses, best,
                               log_every_epochs)
         bar.set_postfix(loss=f"{mean_losses.sum().item():.4f}", val=f"{score:.4f}")
         best.wall_time_s = time.perf_counter() - t0

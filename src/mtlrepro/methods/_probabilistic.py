@@ -263,8 +263,8 @@ class ProbabilisticWeighting(Weighting):
     def weights(self, losses: Tensor) -> Tensor:
         return torch.ones_like(losses)
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        return losses.sum()
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        return losses.sum()  # an absent task's loss is 0
 
     # -- only a private fallback generator is state (the loop checkpoints its own)
     def state_dict(self) -> dict[str, Any]:

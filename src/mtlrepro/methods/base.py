@@ -20,6 +20,9 @@ class Method:
     kind: ClassVar[str] = ""  # "weighting", "aggregator" or "stl"
     # True for methods that start from the pretrain-LS checkpoint (BayesAgg-MTL).
     warm_start: ClassVar[bool] = False
+    # True for methods whose step needs every task's loss or gradient at once (aggregators, GLS):
+    # with one-task batches (train.batching: one_task) their step holds one batch of each task.
+    needs_every_task: ClassVar[bool] = False
 
     def __init__(self, n_tasks: int, task_kinds: Sequence[str] | None = None,
                  generator: torch.Generator | None = None, **hparams: Any):
@@ -50,10 +53,11 @@ class Method:
         dataset's model for `tasks`. Default: one copy; a deep ensemble of networks builds several."""
         return build()
 
-    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> "torch.nn.ModuleList | None":
-        """Task heads replacing the model's linear heads (probabilistic representation methods:
-        a stochastic task module per task, h [B, d] -> the task's output, sampling in train mode
-        and deterministic in eval mode). None keeps the linear heads. They are saved with the model."""
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any], head: Any = None) -> "torch.nn.ModuleList | None":
+        """Task heads replacing the model's heads (probabilistic representation methods: a
+        stochastic task module per task, h [B, d] -> the task's output, sampling in train mode and
+        deterministic in eval mode). None keeps the model's heads. They are saved with the model.
+        head: the dataset's `train.heads` (models.base.HeadSpec), None when its heads are linear."""
         return None
 
     def regularizer(self, model: Any, inputs: Any, h: Tensor, targets: Tensor) -> Tensor | None:
@@ -98,9 +102,20 @@ class Weighting(Method):
     def weights(self, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        """Default: a weighted sum with weights treated as constants."""
-        return (self.weights(losses.detach()).to(losses) * losses).sum()
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        """Default: a weighted sum with weights treated as constants.
+
+        present: [K] bool, the tasks with a labelled row in the batch (None: all). An absent task's
+        loss is 0 with no gradient; a method whose combination has per-task terms besides the
+        losses (UW's log-variances...) leaves those out for absent tasks."""
+        return masked_sum(self.weights(losses.detach()).to(losses) * losses, present)
+
+
+def masked_sum(terms: Tensor, present: Tensor | None) -> Tensor:
+    """sum of the per-task terms [K] of the present tasks (all when present is None)."""
+    if present is None:
+        return terms.sum()
+    return torch.where(present.to(terms.device), terms, torch.zeros_like(terms)).sum()
 
 
 @dataclass
@@ -133,6 +148,7 @@ class Aggregator(Method):
 
     kind = "aggregator"
     default_level: ClassVar[str] = "representation"
+    needs_every_task = True
 
     def __init__(self, n_tasks, task_kinds=None, generator=None, level: str | None = None, **hparams):
         super().__init__(n_tasks, task_kinds, generator, **hparams)
@@ -156,5 +172,5 @@ class SingleTask(Method):
 
     kind = "stl"
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
         return losses.sum()

@@ -16,5 +16,5 @@ class EnsembleHeads(MemberEnsemble):
     size_hparam = "heads"
     default_size = 1024
 
-    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> nn.ModuleList:
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any], head=None) -> nn.ModuleList:
         return nn.ModuleList(EnsembleHead(t, rep_dim, self.members) for t in tasks)

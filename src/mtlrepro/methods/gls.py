@@ -22,6 +22,7 @@ class GeometricLossStrategy(Weighting):
     """Registered as "gls". No hyper-parameters."""
 
     name = "gls"
+    needs_every_task = True  # the geometric mean is of every task's loss
 
     def weights(self, losses: Tensor) -> Tensor:
         # The effective per-task weights d GLS / d L_k = GLS / (K L_k).
@@ -30,5 +31,5 @@ class GeometricLossStrategy(Weighting):
             (grad,) = torch.autograd.grad(geometric_mean_loss(leaf), leaf)
         return grad
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
         return geometric_mean_loss(losses)

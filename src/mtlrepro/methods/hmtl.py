@@ -91,7 +91,7 @@ class HierarchicalMTL(ProbabilisticWeighting):
         self._check_optional_dim("hidden_dim")
         self.beta = float(self.hp["beta"])
 
-    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> nn.ModuleList:
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any], head=None) -> nn.ModuleList:
         self._check_tasks(tasks)
         hidden = int(self.hp["hidden_dim"] or 0)
         std = float(self.hp["init_logvar_std"])

@@ -215,6 +215,8 @@ class ImprovableGapBalancingV2(Weighting):
     Call `combine_losses` (or `weights`) exactly once per step: each call is one RL step.
     """
 
+    needs_every_task = True  # its state and reward are of the whole loss vector
+
     name = "igbv2"
 
     @classmethod
@@ -257,7 +259,7 @@ class ImprovableGapBalancingV2(Weighting):
     def last_weights(self) -> Tensor | None:
         return None if self.previous is None else self.previous[1]
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
         return weighted_log_loss(losses, self.weights(losses.detach()))
 
     def end_epoch(self, mean_losses: Tensor) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Weighting
+from .base import Weighting, masked_sum
 
 
-def imtl_l_loss(losses: Tensor, log_scales: Tensor) -> Tensor:
-    """sum_k exp(s_k) L_k - s_k."""
+def imtl_l_loss(losses: Tensor, log_scales: Tensor, present: Tensor | None = None) -> Tensor:
+    """sum_k exp(s_k) L_k - s_k (over the present tasks)."""
     log_scales = log_scales.to(losses.dtype)
-    return (torch.exp(log_scales) * losses - log_scales).sum()
+    return masked_sum(torch.exp(log_scales) * losses - log_scales, present)
 
 
 class ImpartialLossWeighting(Weighting):
@@ -43,8 +43,8 @@ class ImpartialLossWeighting(Weighting):
     def last_weights(self) -> Tensor:
         return torch.exp(self.log_scales.detach())
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        return imtl_l_loss(losses, self.log_scales)
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        return imtl_l_loss(losses, self.log_scales, present)
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_scales": self.log_scales.detach().clone()}

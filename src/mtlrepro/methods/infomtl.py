@@ -50,25 +50,35 @@ Choices the paper leaves open (documented deviations / interpretations):
   All these masks come from the method's generator (the encoder's own dropout, used by the
   "encode" view, draws from torch's global RNG, which the loop checkpoints).
 * The KL is the analytic KL summed over the output dimensions (the paper's formula); SPC's code
-  averages over dimensions instead. It is averaged over all examples of the batch (the
-  compression term is over p(x), whether or not the example has a label for the task).
+  averages over dimensions instead. Task t's KL is averaged over the batch's examples of task t
+  (its own labelled rows): z_t is task t's representation of task t's inputs, and with one-task
+  batches (TweetEval) the other rows are not in the batch at all.
 * The MLP activation is ReLU (not stated in the paper).
-* Binary tasks use a 1-dimensional output space (one logit, sigmoid), multi-class tasks a
-  C-dimensional one (softmax), regression a 1-dimensional one (the prediction itself).
+* The output space is R^{|Y_t|}, as the paper's: 2 dimensions for a binary task (softmax over
+  the two classes, i.e. the sigmoid of z[1] - z[0]), C for a multi-class task, 1 for regression
+  (the prediction itself).
+* With the dataset's equal heads (`train.heads`, every method's heads), the mean and log-variance
+  branches take their hidden width and dropout rate (the hyper-parameters hidden_dim and dropout
+  then set only the InfoNCE views' dropout), and `infomtl_no_timin` keeps the model's heads, so
+  that InfoMTL without SIMax and TIMin (alpha = 0) is EW, as in the paper's Table 4.
 
 Ablations, registered separately: `infomtl_no_simax` (alpha = 0: no InfoNCE, no tau or
 second_view hyper-parameter) and `infomtl_no_timin` (deterministic heads -- the mean branch only,
-same architecture and dropout -- and no KL; no beta). Without both it is EW/LS (`ls`), up to the
-head architecture.
+same architecture and dropout -- and no KL; no beta). Without both it is EW/LS (`ls`): exactly
+with the dataset's equal heads (`infomtl_no_timin` with alpha = 0), else up to the head
+architecture.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 
+from ..models.base import HeadSpec
 from ._probabilistic import (ForwardCache, ProbabilisticWeighting, SharedRef, clamp_logvar, dropout,
-                             info_nce, kl_standard_normal, new_mlp, reparameterize)
+                             info_nce, kl_standard_normal, n_score_vectors, new_mlp, reparameterize,
+                             scores_to_output)
 from .rlw import RandomSource
 
 _SECOND_VIEWS = ("auto", "encode", "dropout")
@@ -83,14 +93,18 @@ def has_active_dropout(model) -> bool:
 
 
 class InfoMTLHead(nn.Module):
-    """h [B, d] -> task output [B, out_dim]. Stochastic (TIMin): mean and log-variance MLPs, a
-    reparameterised sample in train mode, the mean in eval mode. Deterministic: the mean MLP."""
+    """h [B, d] -> task output [B, out_dim]. Stochastic (TIMin): mean and log-variance MLPs into
+    the task's output space R^{|Y_t|} (2 dimensions for a binary task, whose output is the logit
+    z[1] - z[0], so that sigmoid(output) = softmax(z)[1]), a reparameterised sample in train mode,
+    the mean in eval mode. Deterministic: the mean MLP."""
 
-    def __init__(self, rep_dim: int, out_dim: int, hidden: int, p_dropout: float, stochastic: bool,
+    def __init__(self, rep_dim: int, kind: str, out_dim: int, hidden: int, p_dropout: float, stochastic: bool,
                  source: RandomSource):
         super().__init__()
-        self.mu = new_mlp(rep_dim, out_dim, hidden, source)
-        self.logvar = new_mlp(rep_dim, out_dim, hidden, source) if stochastic else None
+        self.kind = kind
+        space = n_score_vectors(kind, out_dim)
+        self.mu = new_mlp(rep_dim, space, hidden, source)
+        self.logvar = new_mlp(rep_dim, space, hidden, source) if stochastic else None
         self.p_dropout = float(p_dropout)
         self._random = SharedRef(source)
         self._cache = ForwardCache()
@@ -107,14 +121,14 @@ class InfoMTLHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         if not self.training:
-            return self.mu(h)
+            return scores_to_output(self.mu(h), self.kind)
         source = self._random.value
         mu = self.mu(dropout(h, self.p_dropout, source))
         if self.logvar is None:
-            return mu
+            return scores_to_output(mu, self.kind)
         logvar = clamp_logvar(self.logvar(h))
         self._cache.put(mu=mu, logvar=logvar)
-        return reparameterize(mu, logvar, source)
+        return scores_to_output(reparameterize(mu, logvar, source), self.kind)
 
     def pop_cache(self) -> dict[str, Any]:
         return self._cache.pop()
@@ -145,20 +159,31 @@ class InfoMTL(ProbabilisticWeighting):
             raise ValueError(f"{self.name}: second_view must be one of {_SECOND_VIEWS}, "
                              f"got {self.second_view!r}")
 
-    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> nn.ModuleList:
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any], head: HeadSpec | None = None) -> nn.ModuleList | None:
+        """With the dataset's equal heads (`head`), the mean branch has their shape and dropout,
+        and without TIMin the model's own heads are kept: InfoMTL without both parts is EW."""
         self._check_tasks(tasks)
-        hidden = rep_dim if self.hp["hidden_dim"] is None else int(self.hp["hidden_dim"])
-        return nn.ModuleList(InfoMTLHead(rep_dim, t.out_dim, hidden, self.p_dropout, self.timin, self.random)
+        if head is not None and not self.timin:
+            return None
+        if head is not None:
+            hidden, p_dropout = head.hidden(rep_dim), head.dropout
+        else:
+            hidden = rep_dim if self.hp["hidden_dim"] is None else int(self.hp["hidden_dim"])
+            p_dropout = self.p_dropout
+        return nn.ModuleList(InfoMTLHead(rep_dim, t.kind, t.out_dim, hidden, p_dropout, self.timin, self.random)
                              for t in tasks)
 
-    def kl_term(self, heads) -> Tensor | None:
-        """beta * sum_t mean_n KL(q(z_t|z_n) || N(0, I)) from the heads' last train forward."""
+    def kl_term(self, heads, targets: Tensor) -> Tensor | None:
+        """beta * sum_t mean_{n labelled for t} KL(q(z_t|z_n) || N(0, I)) from the heads' last train
+        forward: TIMin compresses z_t over the task's own examples (p(x) of task t's data)."""
         total = None
-        for head in heads:
+        for k, head in enumerate(heads):
             cache = head.pop_cache() if isinstance(head, InfoMTLHead) else {}
             if not cache or self.beta == 0.0:
                 continue
-            kl = kl_standard_normal(cache["mu"], cache["logvar"]).mean()
+            own = ~torch.isnan(targets[:, k])
+            kl = kl_standard_normal(cache["mu"], cache["logvar"])
+            kl = torch.where(own, kl, torch.zeros_like(kl)).sum() / own.sum().clamp_min(1)
             total = kl if total is None else total + kl
         return None if total is None else self.beta * total
 
@@ -179,7 +204,7 @@ class InfoMTL(ProbabilisticWeighting):
         return self.alpha * self.n_tasks * info_nce(anchor_view, positive_view, self.tau)
 
     def regularizer(self, model, inputs, h: Tensor, targets: Tensor) -> Tensor | None:
-        terms = [t for t in (self.kl_term(model.heads), self.infonce_term(model, inputs, h)) if t is not None]
+        terms = [t for t in (self.kl_term(model.heads, targets), self.infonce_term(model, inputs, h)) if t is not None]
         if not terms:
             return None
         total = terms[0]

@@ -11,5 +11,5 @@ class LinearScalarization(Weighting):
     def weights(self, losses: Tensor) -> Tensor:
         return torch.ones_like(losses)
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        return losses.sum()
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        return losses.sum()  # an absent task's loss is 0

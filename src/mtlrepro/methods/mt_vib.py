@@ -94,7 +94,7 @@ class MTVIB(ProbabilisticWeighting):
         self.task_uncertainty = bool(self.hp["task_uncertainty"])
         self.log_vars = torch.zeros(n_tasks, requires_grad=True) if self.task_uncertainty else None
 
-    def build_heads(self, rep_dim: int, tasks: Sequence[Any]) -> nn.ModuleList:
+    def build_heads(self, rep_dim: int, tasks: Sequence[Any], head=None) -> nn.ModuleList:
         self._check_tasks(tasks)
         latent = rep_dim if self.hp["latent_dim"] is None else int(self.hp["latent_dim"])
         bottleneck = VIBBottleneck(rep_dim, latent, self.random)
@@ -126,10 +126,10 @@ class MTVIB(ProbabilisticWeighting):
         """For the training log: the task weights 0.5 exp(-s_t) when task_uncertainty is on."""
         return None if self.log_vars is None else 0.5 * torch.exp(-self.log_vars.detach())
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
         if self.log_vars is None:
             return losses.sum()
-        return uncertainty_weighted_loss(losses, self.log_vars)
+        return uncertainty_weighted_loss(losses, self.log_vars, present)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

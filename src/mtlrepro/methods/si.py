@@ -6,7 +6,7 @@ leaves the update unchanged.
 import torch
 from torch import Tensor
 
-from .base import Weighting
+from .base import Weighting, masked_sum
 
 # A zero loss (a task without labels in the batch, or a perfectly fitted one) would give
 # log 0 = -inf. Clamping keeps the value finite and, because clamp passes no gradient below the
@@ -23,9 +23,9 @@ def safe_log(losses: Tensor) -> Tensor:
     return losses.clamp_min(loss_floor(losses)).log()
 
 
-def scale_invariant_loss(losses: Tensor) -> Tensor:
-    """sum_k log L_k."""
-    return safe_log(losses).sum()
+def scale_invariant_loss(losses: Tensor, present: Tensor | None = None) -> Tensor:
+    """sum_k log L_k (over the present tasks)."""
+    return masked_sum(safe_log(losses), present)
 
 
 class ScaleInvariant(Weighting):
@@ -38,5 +38,5 @@ class ScaleInvariant(Weighting):
         floor = loss_floor(losses)
         return torch.where(losses > floor, 1.0 / losses.clamp_min(floor), torch.zeros_like(losses))
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        return scale_invariant_loss(losses)
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        return scale_invariant_loss(losses, present)

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Weighting
+from .base import Weighting, masked_sum
 
 
-def uncertainty_weighted_loss(losses: Tensor, log_vars: Tensor) -> Tensor:
-    """sum_k 0.5 exp(-s_k) L_k + 0.5 s_k."""
+def uncertainty_weighted_loss(losses: Tensor, log_vars: Tensor, present: Tensor | None = None) -> Tensor:
+    """sum_k 0.5 exp(-s_k) L_k + 0.5 s_k (over the present tasks)."""
     log_vars = log_vars.to(losses.dtype)
-    return (0.5 * torch.exp(-log_vars) * losses + 0.5 * log_vars).sum()
+    return masked_sum(0.5 * torch.exp(-log_vars) * losses + 0.5 * log_vars, present)
 
 
 class UncertaintyWeighting(Weighting):
@@ -45,8 +45,8 @@ class UncertaintyWeighting(Weighting):
     def last_weights(self) -> Tensor:
         return 0.5 * torch.exp(-self.log_vars.detach())
 
-    def combine_losses(self, losses: Tensor) -> Tensor:
-        return uncertainty_weighted_loss(losses, self.log_vars)
+    def combine_losses(self, losses: Tensor, present: Tensor | None = None) -> Tensor:
+        return uncertainty_weighted_loss(losses, self.log_vars, present)
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_vars": self.log_vars.detach().clone()}

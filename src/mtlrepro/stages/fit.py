@@ -16,6 +16,7 @@ from .. import params as P
 from ..checksums import verify_processed
 from ..fingerprint import check_inputs, fingerprint, load_state, pretrain_record, run_record, stamp
 from ..io import MTLReproError, atomic_dir, provenance, write_json
+from ..models.base import HeadSpec
 from ..training import (TrainConfig, build_method, derived_seed, fit, method_generator, resolve_device,
                         resume_dir_of, resume_state_kept_on_kill, seed_everything)
 from .common import dataset_config as _config
@@ -27,8 +28,10 @@ def _load_splits(spec, config, processed_dir: Path, names: Sequence[str]):
     return [spec.load(config, processed_dir, name) for name in names]
 
 
-def _task_sizes(split) -> list[int]:
-    return (~torch.isnan(split.targets)).sum(0).tolist()
+def _task_sizes(inp: "_Inputs") -> list[int]:
+    """Each task's labelled rows in the run's training subset (TW's weights, VMTL's N_t)."""
+    targets = inp.train.targets if inp.indices is None else inp.train.targets[inp.indices]
+    return (~torch.isnan(targets)).sum(0).tolist()
 
 
 def _train_indices(params: dict, n: int, fraction: int, seed: int):
@@ -80,8 +83,8 @@ def pretrain(params: dict, dataset: str, processed_dir: Path, fraction: int, see
     at each, and continues from its resume state, which is bit-identical to not stopping."""
     inp = _inputs(params, dataset, processed_dir, fraction, seed, device_name)
     seed_everything(seed)
-    model = inp.spec.build_model(inp.config, inp.tasks)
-    method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp.train))
+    model = dataset_model(inp.spec, inp.config, inp.tasks)
+    method = build_method("ls", {}, inp.tasks, method_generator(seed, inp.device), _task_sizes(inp))
     cfg = TrainConfig.from_params(inp.config["train"], seed)
     jobtime.begin("compute")
     t0 = time.perf_counter()
@@ -117,9 +120,9 @@ def _fit_stl(inp: _Inputs, hparams: dict, seed: int, inputs: dict, resume_dir: P
     results = []
     for k, task in enumerate(inp.tasks):
         seed_everything(derived_seed(seed, k))
-        model = inp.spec.build_model(inp.config, [task])
+        model = dataset_model(inp.spec, inp.config, [task])
         gen = method_generator(derived_seed(seed, k), inp.device)
-        method = build_method("stl", hparams, [task], gen, _task_sizes(inp.train)[k:k + 1])
+        method = build_method("stl", hparams, [task], gen, _task_sizes(inp)[k:k + 1])
         results.append(fit(model, method, [task], _select_task(inp.train, k), _select_task(inp.val, k),
                            TrainConfig.from_params(inp.config["train"], derived_seed(seed, k)), inp.device,
                            checkpoint_path=resume_dir / f"task{k}.pt", train_indices=inp.indices,
@@ -146,7 +149,7 @@ def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: d
     seed_everything(seed)
     gen = method_generator(seed, inp.device)
     # no method's constructor draws from the global RNG: the model's initialisation is unchanged
-    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp.train))
+    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp))
     model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
     init = _warm_start(method_name, pretrain, inp.device, warm_inputs) if method.warm_start else None
@@ -216,16 +219,28 @@ def method_for_heads(params: dict, method_name: str, tasks):
     return build_method(P.base_method(params, method_name), hparams, tasks, torch.Generator(), [1] * len(tasks))
 
 
+def dataset_model(spec, config, tasks):
+    """The dataset's model for `tasks`, with the task heads of `train.heads` (linear when absent)."""
+    return spec.build_model(config, tasks).use_heads(head_spec(config), tasks)
+
+
+def head_spec(config) -> HeadSpec | None:
+    try:
+        return HeadSpec.from_params(config.get("train", {}).get("heads"))
+    except ValueError as err:
+        raise MTLReproError(str(err)) from None
+
+
 def build_run_model(spec, config, tasks, method):
     """The model a method trains: the dataset's model (or the method's ensemble of them) with the
     method's task heads."""
-    model = method.build_model(lambda: spec.build_model(config, tasks), tasks)
-    install_heads(model, method, tasks)
+    model = method.build_model(lambda: dataset_model(spec, config, tasks), tasks)
+    install_heads(model, method, tasks, head_spec(config))
     return model
 
 
-def install_heads(model, method, tasks) -> None:
-    heads = method.build_heads(model.rep_dim, tasks)
+def install_heads(model, method, tasks, head: HeadSpec | None = None) -> None:
+    heads = method.build_heads(model.rep_dim, tasks, head)
     if heads is not None:
         if len(heads) != len(tasks):
             raise MTLReproError(f"method {method.name!r} built {len(heads)} heads for {len(tasks)} tasks")
@@ -244,10 +259,10 @@ def load_models(spec, config, tasks, model_dir: Path, device, method=None, input
     if ckpt.get("kind") == "stl":
         pairs = []
         for k, state in enumerate(ckpt["states"]):
-            model = spec.build_model(config, [tasks[k]])
+            model = dataset_model(spec, config, [tasks[k]])
             model.load_state_dict(state)
             pairs.append((model.to(device).eval(), [k]))
         return pairs
-    model = spec.build_model(config, tasks) if method is None else build_run_model(spec, config, tasks, method)
+    model = dataset_model(spec, config, tasks) if method is None else build_run_model(spec, config, tasks, method)
     model.load_state_dict(ckpt["states"][0])
     return [(model.to(device).eval(), list(range(len(tasks))))]
