@@ -12,7 +12,7 @@ from mtlrepro import methods as registry
 from mtlrepro.data.base import Task
 from mtlrepro.methods._probabilistic import (gumbel_softmax_weights, kl_diag_gaussians, kl_mixture_upper_bound,
                                              mc_average_output, mixing_matrix)
-from mtlrepro.methods.vmtl import classifier_kl, cross_attention_aggregate
+from mtlrepro.methods.vmtl import classifier_kl, cross_attention_aggregate, query_class, shares_label_space
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import install_heads
 from mtlrepro.training import build_method, training_step
@@ -144,6 +144,147 @@ def test_cross_attention_by_hand():
     # a lone labelled example keeps its own features
     lone = cross_attention_aggregate(h[:2], torch.tensor([1.0, float("nan")]), "regression")
     assert torch.allclose(lone[0], h[0]) and torch.allclose(lone[1], h[0])
+
+
+def _eq10_by_hand(h, Y, n, t, i, kinds, n_classes):
+    """f(x_n, D_i) for row n's prior in task t, written out: D_i,c = the other rows labelled for
+    task i with task-i label c, c = x_n's task-i label, else (same label space) its task-t label;
+    all rows labelled for task i when there is no such c or no such row."""
+    nan = float("nan")
+    labelled_i = [m for m in range(len(h)) if m != n and not math.isnan(float(Y[m, i]))]
+    same_space = "regression" not in (kinds[t], kinds[i]) and n_classes[t] == n_classes[i]
+    c = float(Y[n, i]) if not math.isnan(float(Y[n, i])) else (float(Y[n, t]) if same_space else nan)
+    same = [m for m in labelled_i if float(Y[m, i]) == c] if kinds[i] != "regression" else []
+    keys = same or labelled_i
+    if not keys:
+        return h[n]
+    scores = torch.stack([h[n] @ h[m] for m in keys]) / math.sqrt(h.shape[1])
+    weights = torch.softmax(scores, 0)
+    return sum(weights[j] * h[m] for j, m in enumerate(keys))
+
+
+def _one_label_per_row():
+    """12 rows, 3 tasks of 3 classes (digits-domains' layout): rows 4k..4k+3 labelled for task k only."""
+    nan = float("nan")
+    Y = torch.full((12, 3), nan)
+    Y[0:4, 0] = torch.tensor([0.0, 1.0, 2.0, 0.0])
+    Y[4:8, 1] = torch.tensor([1.0, 0.0, 0.0, 2.0])
+    Y[8:12, 2] = torch.tensor([2.0, 1.0, 1.0, 0.0])
+    h = torch.randn(12, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    return h, Y
+
+
+def test_eq10_conditions_on_the_own_task_class_of_a_row_labelled_for_one_task_only():
+    h, Y = _one_label_per_row()
+    t, i = 0, 1
+    query = query_class(Y[:, i], Y[:, t], True)
+    f = cross_attention_aggregate(h, Y[:, i], "multiclass", query)
+    for n in range(4):  # task t's rows, all unlabelled for task i
+        assert torch.allclose(f[n], _eq10_by_hand(h, Y, n, t, i, ["multiclass"] * 3, [3] * 3))
+    # row 1 (class 1): task 1's only class-1 row is row 4; row 2 (class 2): row 7
+    assert torch.allclose(f[1], h[4]) and torch.allclose(f[2], h[7])
+    # row 0 (class 0) attends over task 1's class-0 rows 5 and 6 only
+    s = torch.stack([h[0] @ h[5], h[0] @ h[6]]) / 2.0
+    assert torch.allclose(f[0], torch.softmax(s, 0) @ h[5:7])
+
+    # the prior input of row n depends on y_n^t ...
+    Y2 = Y.clone()
+    Y2[0, t] = 2.0
+    f2 = cross_attention_aggregate(h, Y2[:, i], "multiclass", query_class(Y2[:, i], Y2[:, t], True))
+    assert torch.allclose(f2[0], h[7]) and not torch.allclose(f2[0], f[0])
+    assert torch.equal(f2[1:], f[1:])
+    # ... and not on the rows unlabelled for task i (task t's other rows, task 2's rows)
+    h3, Y3 = h.clone(), Y.clone()
+    h3[[1, 2, 3, 8, 9]] += 5.0
+    Y3[1:4, t] = torch.tensor([0.0, 0.0, 1.0])
+    Y3[8:12, 2] = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    f3 = cross_attention_aggregate(h3, Y3[:, i], "multiclass", query_class(Y3[:, i], Y3[:, t], True))
+    assert torch.equal(f3[0], f[0])
+
+    # before the change, a row unlabelled for task i ignored its class: all of task i's rows
+    old = cross_attention_aggregate(h, Y[:, i], "multiclass")
+    s_all = (h[0] @ h[4:8].T) / 2.0
+    assert torch.allclose(old[0], torch.softmax(s_all, 0) @ h[4:8])
+
+
+def test_query_class_only_in_a_shared_label_space():
+    nan = float("nan")
+    y_i, y_t = torch.tensor([1.0, nan, nan]), torch.tensor([0.0, 2.0, nan])
+    # the task-i label where there is one, else the own-task label; NaN where neither
+    assert torch.equal(query_class(y_i, y_t, True).nan_to_num(-1), torch.tensor([1.0, 2.0, -1.0]))
+    assert torch.equal(query_class(y_i, y_t, False).nan_to_num(-1), torch.tensor([1.0, -1.0, -1.0]))
+    heads = [type("H", (), {"kind": k, "n_vec": v}) for k, v in
+             (("multiclass", 3), ("multiclass", 3), ("multiclass", 4), ("binary", 2), ("binary", 2), ("regression", 1))]
+    assert shares_label_space(heads[0], heads[1]) and shares_label_space(heads[3], heads[4])
+    assert not shares_label_space(heads[0], heads[2]) and not shares_label_space(heads[5], heads[5])
+
+
+def _multiclass_model(n_tasks=3, classes=(3, 3, 3), seed=1):
+    tasks = [Task(f"t{k}", "multiclass", "accuracy", c) for k, c in zip(range(n_tasks), classes)]
+    torch.manual_seed(0)
+    model = ConvNet(tasks, channels=8, image_size=8)
+    method = registry.build("vmtl", n_tasks, task_kinds=["multiclass"] * n_tasks,
+                            generator=torch.Generator().manual_seed(seed))
+    install_heads(model, method, tasks)
+    return model, method, tasks
+
+
+def _kl_terms_and_weights(model, method, X, Y):
+    model.train()
+    method.random.generator.manual_seed(11)
+    h, _ = model(X)
+    caches = [head.pop_cache() for head in model.heads]
+    method.random.generator.manual_seed(12)
+    A_z, _ = method.mixing_weights(model.heads, torch.device("cpu"))
+    method.random.generator.manual_seed(12)
+    return method.kl_terms(model.heads, caches, h, Y), A_z, h.detach(), caches
+
+
+@pytest.mark.parametrize("classes", [(3, 3, 3), (3, 3, 4)])
+def test_representation_kl_on_one_label_per_row_batches_by_hand(classes):
+    _, Y = _one_label_per_row()
+    X, _ = toy_problem(12)
+    model, method, _ = _multiclass_model(classes=classes)
+    (kz, _), A_z, h, caches = _kl_terms_and_weights(model, method, X, Y)
+    kinds = ["multiclass"] * 3
+    with torch.no_grad():
+        for t in range(3):
+            rows, total = [n for n in range(12) if not math.isnan(float(Y[n, t]))], 0.0
+            for n in rows:
+                q = (caches[t]["mu_z"][n], caches[t]["logvar_z"][n])
+                for i in (j for j in range(3) if j != t):
+                    mu_p, lv_p = model.heads[i].z_posterior(_eq10_by_hand(h, Y, n, t, i, kinds, classes))
+                    total = total + A_z[t, i] * kl_diag_gaussians(*q, mu_p, lv_p)
+            assert torch.allclose(kz[t], total / len(rows), rtol=1e-5)
+
+    # y_n^t shapes row n's prior (task 2 has 4 classes in the second case: no class of it to match)
+    Y2 = Y.clone()
+    Y2[0, 0] = 2.0
+    (kz2, _), _, _, _ = _kl_terms_and_weights(model, method, X, Y2)
+    assert not torch.allclose(kz2[0], kz[0])
+    prior = method.representation_priors(model.heads, h, Y, 0, [1, 2])
+    prior2 = method.representation_priors(model.heads, h, Y2, 0, [1, 2])
+    assert not torch.allclose(prior[0][0, 0], prior2[0][0, 0])  # from task 1: conditioned on the class
+    assert torch.equal(prior[0][:, 1:], prior2[0][:, 1:])       # the other rows' priors are unchanged
+    assert torch.equal(prior[0][1, 0], prior2[0][1, 0]) == (classes[2] != classes[0])
+
+
+def test_fully_labelled_priors_are_unchanged():
+    """Every row labelled for every task: D_i,c is still chosen by x_n's task-i label, and the KL
+    terms are those of the implementation before the own-task conditioning (values saved from it)."""
+    model, method, _ = build_model()
+    X, Y = toy_problem(16)
+    (kz, kw), A_z, h, caches = _kl_terms_and_weights(model, method, X, Y)
+    assert torch.allclose(kz, torch.tensor([2.913287401199341, 3.5073599815368652, 3.01850962638855]), rtol=1e-5)
+    assert torch.allclose(kw, torch.tensor([257.1497802734375, 288.9034423828125, 318.8446960449219]), rtol=1e-5)
+    with torch.no_grad():
+        for t in range(3):
+            others = [i for i in range(3) if i != t]
+            mu_p, lv_p = method.representation_priors(model.heads, h, Y, t, others)
+            for k, i in enumerate(others):
+                f = cross_attention_aggregate(h, Y[:, i], "binary")  # x_n's own task-i label
+                assert torch.allclose(mu_p[k], model.heads[i].z_posterior(f)[0])
+                assert torch.allclose(lv_p[k], model.heads[i].z_posterior(f)[1])
 
 
 # ------------------------------------------------------------------ likelihood and prediction
