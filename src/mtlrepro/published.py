@@ -11,14 +11,15 @@ std over seeds) where there is one.  Methods are keyed by the study's method nam
 params) where the paper's method is the same algorithm, otherwise by the paper's own name.
 
 `STUDIES` says, per study (the ``published`` key of a study in params), which of its data sets is
-set side by side with which published table in its report (``published_comparison.{md,csv}``);
+set side by side with which published table in its report (``published_comparison.{md,csv}``;
+a counterpart's `fraction_tables`, InfoMTL's Table 6, beside the study's data-fraction runs);
 those comparisons are of orderings only, since our data sets are small subsets (or, for
 digits-mtl, a different data set altogether).  `NO_COUNTERPART` names the data sets of a study
 that the paper has none for (InfoMTL's study's rotten-tomatoes): the report says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 __all__ = ["Paper", "Entry", "PublishedTable", "Counterpart", "PAPERS", "PAPER_NAMES", "INFOMTL_NAMES",
@@ -77,6 +78,10 @@ class Counterpart:
     # the paper's run-time table (Table 4) for this data set: (shared-parameter block, representation
     # block); the report sets each method's time relative to LS beside ours
     runtime_tables: tuple[str, str] | None = None
+    # the paper's tables of runs on a fraction of the training data (InfoMTL's Table 6): percentage ->
+    # our quantity (`ours`'s, or "delta_p": Delta_p% over the study's baseline at that fraction) ->
+    # a key of TABLES; the report sets them beside the study's data-fraction runs, where it has them
+    fraction_tables: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -370,7 +375,9 @@ _INFOMTL_COUNTERPARTS = {
         paper_split={"train": None, "val": None, "test": None},
         split_origin="TweetEval's official splits, uncapped",
         further_tables=("infomtl_tweeteval_avg_bert", "infomtl_tweeteval_ablation_avg_roberta",
-                        "infomtl_tweeteval_ablation_avg_bert")),
+                        "infomtl_tweeteval_ablation_avg_bert"),
+        fraction_tables={pct: {"avg_primary_pct": f"infomtl_tweeteval_avg_{pct}pct",
+                               "delta_p": f"infomtl_tweeteval_delta_p_{pct}pct"} for pct in _INFOMTL_TABLE6}),
 }
 
 # study key (params: studies.<name>.published) -> our data set -> its published counterpart.

@@ -3,9 +3,12 @@ datasets of a study that have a counterpart under the study's ``published`` key:
 (qm9 vs QM9), mean accuracy over tasks in % (digits-mtl vs CIFAR-MTL, a different and smaller
 dataset) or the mean of the tasks' official scores in % (tweeteval vs InfoMTL's TweetEval, one
 section per published table).  A dataset the paper has no counterpart for (published.NO_COUNTERPART)
-gets a section that says so and compares nothing.  Ranks are competition ranks per column (1 = best, ties share the best rank).  Our runs
-use small subsets, so only orderings are comparable; the captions say so, with the sizes from
-params."""
+gets a section that says so and compares nothing.  A counterpart's tables of runs on fractions of
+the training data (`Counterpart.fraction_tables`: InfoMTL's Table 6, Avg. and Delta_p) are set
+beside the study's data-fraction runs (report.data_fraction's cells), one section with a row per
+fraction and method, where the study runs that ablation.  Ranks are competition ranks per column
+(1 = best, ties share the best rank).  Our runs use small subsets, so only orderings are
+comparable; the captions say so, with the sizes from params."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +21,8 @@ from .. import params as P
 from .. import published
 from ..io import MTLReproError, sha256_file
 from .calibration import task_metric
-from .loader import number
+from .data_fraction import DataFraction
+from .loader import REFERENCE_FRACTION, number
 from .measures import STD_DDOF, competition_ranks, spearman
 from .table import Stat, csv_text, fmt, md_escape
 
@@ -41,6 +45,23 @@ class Comparison:
     spearman: float | None
     n_common: int
     our_label: str = ""        # what our column is (default: the counterpart's quantity)
+
+
+@dataclass
+class FractionComparison:
+    """The paper's tables of runs on fractions of the training data (cp.fraction_tables) beside the
+    study's data-fraction runs: per fraction of the paper's, one Comparison per quantity."""
+    dataset: str
+    counterpart: published.Counterpart
+    quantities: list[str]                          # cp.fraction_tables' quantities, in its order
+    by_fraction: dict[int, dict[str, Comparison]]  # the paper's fractions, ascending -> quantity -> ...
+    our_fractions: list[int]                       # the study's data-fraction columns (100 included)
+    methods: list[str]                             # our data-fraction methods, in the study's order
+    baseline: str | None                           # the study's Delta_p baseline
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        return [c for per in self.by_fraction.values() for c in per.values()]
 
 
 def counterparts_of(study: P.Study) -> dict[str, published.Counterpart]:
@@ -80,17 +101,38 @@ def _official_scores_pct(ev: dict) -> float:
     return 100.0 * float(np.mean(scores))
 
 
+def _our_quantity(dataset: str, quantity: str, evals: Mapping[str, list[dict]],
+                  delta_m: Mapping[str, Stat]) -> dict[str, Stat]:
+    """Our number `quantity` (a Counterpart's `ours`) per method from its evaluations by seed."""
+    if quantity == "delta_m":
+        return dict(delta_m)
+    if quantity == "accuracy_pct":
+        return {m: Stat([100.0 * float(np.mean([task_metric(ev, t, "accuracy", "published comparison")
+                                                 for t in ev["task_order"]])) for ev in runs])
+                for m, runs in evals.items()}
+    if quantity == "avg_primary_pct":
+        return {m: Stat([_official_scores_pct(ev) for ev in runs]) for m, runs in evals.items()}
+    raise MTLReproError(f"published.STUDIES: {dataset!r} has an unknown quantity {quantity!r}")
+
+
 def _ours(cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
           delta_m: Mapping[str, Stat]) -> dict[str, Stat]:
-    if cp.ours == "delta_m":
-        return dict(delta_m)
-    if cp.ours == "accuracy_pct":
-        return {m: Stat([100.0 * float(np.mean([task_metric(ev, t, "accuracy", "published comparison")
-                                                 for t in ev["task_order"]])) for ev in evals])
-                for m, evals in main_evals.items()}
-    if cp.ours == "avg_primary_pct":
-        return {m: Stat([_official_scores_pct(ev) for ev in evals]) for m, evals in main_evals.items()}
-    raise MTLReproError(f"published.STUDIES: {cp.dataset!r} has an unknown quantity {cp.ours!r}")
+    return _our_quantity(cp.dataset, cp.ours, main_evals, delta_m)
+
+
+def _compared(cp: published.Counterpart, table: published.PublishedTable, methods: Sequence[str],
+              ours: Mapping[str, Stat], our_label: str = "", omit: Sequence[str] = ()) -> Comparison:
+    """Rows: `methods` in order, then the paper's other methods (but `omit`) in its table order;
+    ranks per column in the table's direction; Spearman over the methods on both sides."""
+    rows = list(methods) + [m for m in table.entries if m not in methods and m not in omit]
+    pub = {m: table.entries[m] for m in rows if m in table.entries}
+    common = [m for m in rows if m in pub and m in ours]
+    return Comparison(
+        dataset=cp.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=dict(ours),
+        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, table.higher_is_better),
+        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, table.higher_is_better),
+        spearman=spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
+        n_common=len(common), our_label=our_label)
 
 
 def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
@@ -98,23 +140,56 @@ def comparison(study: P.Study, cp: published.Counterpart, main_evals: Mapping[st
     """Rows: the study's methods in its order, then the paper's other methods in its table order.
     The table is `table_key` (one of cp.tables), by default cp.table."""
     table = published.table(cp.table if table_key is None else table_key)
-    ours = _ours(cp, main_evals, delta_m)
-    rows = list(study.methods) + [m for m in table.entries if m not in study.methods]
-    pub = {m: table.entries[m] for m in rows if m in table.entries}
-    common = [m for m in rows if m in pub and m in ours]
-    return Comparison(
-        dataset=cp.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=ours,
-        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, table.higher_is_better),
-        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, table.higher_is_better),
-        spearman=spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
-        n_common=len(common))
+    return _compared(cp, table, study.methods, _ours(cp, main_evals, delta_m))
+
+
+def _fraction_label(quantity: str, fraction: int, baseline: str | None) -> str:
+    """Our column of a fraction comparison: the quantity at that fraction of our training split."""
+    what = (_delta_p_label(baseline) if quantity == "delta_p" else _QUANTITY_LABELS[quantity])
+    return f"{what}, at {fraction}% of our training split"
+
+
+def _delta_p_label(baseline: str | None) -> str:
+    if baseline is None:
+        return "Δp% (none: the study has no Δp baseline)"
+    return f"Δp% vs {published.INFOMTL_NAMES.get(baseline, baseline)} ({baseline}) at the same fraction"
+
+
+def fraction_comparison(study: P.Study, cp: published.Counterpart, df: DataFraction) -> FractionComparison:
+    """The counterpart's fraction tables beside the data-fraction runs `df`: our Delta_p (and any
+    quantity of df's tables) is df's cell; any other quantity (`ours`'s Avg. in %) is computed from
+    df's evaluations at that fraction as for the main comparison."""
+    quantities = list(dict.fromkeys(q for per in cp.fraction_tables.values() for q in per))
+    by_fraction: dict[int, dict[str, Comparison]] = {}
+    for f in sorted(cp.fraction_tables):
+        ran = f in df.fractions
+        by_fraction[f] = {}
+        for q, key in cp.fraction_tables[f].items():
+            if not ran:
+                ours: dict[str, Stat] = {}
+            elif q in df.quantities:
+                ours = {m: stat for m in df.methods if (stat := df.stat(q, m, f)) is not None}
+            elif q == "delta_p":  # no Delta_p table: the study has no baseline
+                ours = {}
+            else:
+                ours = _our_quantity(cp.dataset, q, {m: df.evals[m][f] for m in df.methods}, {})
+            by_fraction[f][q] = _compared(cp, published.table(key), df.methods, ours,
+                                          _fraction_label(q, f, study.baseline))
+    return FractionComparison(cp.dataset, cp, quantities, by_fraction, list(df.fractions), list(df.methods),
+                              study.baseline)
 
 
 def comparisons(study: P.Study, cp: published.Counterpart, main_evals: Mapping[str, list[dict]],
-                delta_m: Mapping[str, Stat], logs: Mapping[str, list[dict]] | None = None) -> list[Comparison]:
-    """One comparison per published table of the counterpart (cp.tables), and the run-time table's
-    where the counterpart has one and the training logs were read."""
-    out = [comparison(study, cp, main_evals, delta_m, key) for key in cp.tables]
+                delta_m: Mapping[str, Stat], logs: Mapping[str, list[dict]] | None = None,
+                data_fraction: DataFraction | None = None) -> list[Comparison | FractionComparison]:
+    """One comparison per published table of the counterpart (cp.tables); its fraction tables
+    beside the study's data-fraction runs where it has both (`data_fraction`: the dataset's
+    report.data_fraction cells); and the run-time table's where the counterpart has one and the
+    training logs were read."""
+    out: list[Comparison | FractionComparison] = [comparison(study, cp, main_evals, delta_m, key)
+                                                  for key in cp.tables]
+    if cp.fraction_tables and data_fraction is not None:
+        out.append(fraction_comparison(study, cp, data_fraction))
     timed = logs and "ls" in logs and all("wall_time_s" in log for runs in logs.values() for log in runs)
     if cp.runtime_tables and timed:  # logs written before the train stage timed itself have no section
         out.append(runtime_comparison(study, cp, logs))
@@ -137,16 +212,9 @@ def runtime_comparison(study: P.Study, cp: published.Counterpart, logs: Mapping[
     ls = float(np.mean([_seconds_per_epoch(log) for log in logs["ls"]]))
     ours = {m: Stat([_seconds_per_epoch(log) / ls for log in runs]) for m, runs in logs.items()
             if m != study.reference}
-    rows = [m for m in study.methods if m != study.reference] + [m for m in table.entries if m not in study.methods]
-    pub = {m: table.entries[m] for m in rows if m in table.entries}
-    common = [m for m in rows if m in pub and m in ours]
-    return Comparison(
-        dataset=cp.dataset, counterpart=cp, table=table, rows=rows, published=pub, ours=ours,
-        published_ranks=competition_ranks({m: e.value for m, e in pub.items()}, False),
-        our_ranks=competition_ranks({m: s.mean for m, s in ours.items()}, False),
-        spearman=spearman([pub[m].value for m in common], [ours[m].mean for m in common]),
-        n_common=len(common),
-        our_label="training time per epoch relative to LS (LS = 1; the warm start's LS epochs excluded)")
+    return _compared(cp, table, [m for m in study.methods if m != study.reference], ours,
+                     "training time per epoch relative to LS (LS = 1; the warm start's LS epochs excluded)",
+                     omit=study.methods)
 
 
 def _size_text(key: str, value) -> str:
@@ -171,9 +239,16 @@ def sizes_text(params: Mapping, ds: str) -> str:
             f"{' as fractions of the data set' if fractions else ' examples'}")
 
 
+# our quantities (a Counterpart's `ours`; "delta_p" in its fraction_tables): what each is, and its
+# column header in a fraction comparison
+_QUANTITY_LABELS = {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)",
+                    "avg_primary_pct": "Avg. of the tasks' official scores (%)"}
+_QUANTITY_SHORT = {"delta_m": "Δm%", "accuracy_pct": "accuracy (%)", "avg_primary_pct": "Avg. (%)",
+                   "delta_p": "Δp%"}
+
+
 def _our_metric_label(c: Comparison) -> str:
-    return c.our_label or {"delta_m": "Δm% vs STL", "accuracy_pct": "mean accuracy over tasks (%)",
-                           "avg_primary_pct": "Avg. of the tasks' official scores (%)"}[c.counterpart.ours]
+    return c.our_label or _QUANTITY_LABELS[c.counterpart.ours]
 
 
 def _published_text(entry: published.Entry, decimals: int) -> str:
@@ -234,16 +309,27 @@ def _paper_name(c: Comparison, m: str) -> str:
     return entry.label if entry else published.METHOD_NAMES[c.table.paper].get(m, "")
 
 
-def _row_md(c: Comparison, m: str) -> str:
-    pub, ours = c.published.get(m), c.ours.get(m)
+def _method_name(c: Comparison, m: str) -> str:
+    """``ls (EW)``: ours, and the paper's name where it differs."""
     label = _paper_name(c, m)
-    name = f"{m} ({label})" if label and label != m else m
-    return "| " + " | ".join([
-        md_escape(name),
-        _published_text(pub, c.table.decimals) if pub else "—",
-        str(c.published_ranks[m]) if pub else "—",
-        fmt(ours, "fix2", " ± ") if ours else "—",
-        str(c.our_ranks[m]) if ours else "—"]) + " |"
+    return f"{m} ({label})" if label and label != m else m
+
+
+def _cells(c: Comparison, m: str) -> list[str]:
+    """A method's published value and rank, our mean ± std and rank ("—" where a side has none)."""
+    pub, ours = c.published.get(m), c.ours.get(m)
+    return [_published_text(pub, c.table.decimals) if pub else "—",
+            str(c.published_ranks[m]) if pub else "—",
+            fmt(ours, "fix2", " ± ") if ours else "—",
+            str(c.our_ranks[m]) if ours else "—"]
+
+
+def _row_md(c: Comparison, m: str) -> str:
+    return "| " + " | ".join([md_escape(_method_name(c, m)), *_cells(c, m)]) + " |"
+
+
+def _rho_text(c: Comparison) -> str:
+    return "n/a (fewer than 3 methods or no spread)" if c.spearman is None else f"{c.spearman:.2f}"
 
 
 def comparison_md(c: Comparison, params: Mapping) -> str:
@@ -254,9 +340,93 @@ def comparison_md(c: Comparison, params: Mapping) -> str:
     lines = [f"## {c.dataset} ↔ {t.dataset} ({t.source})", "", f"*{md_escape(_caption(c, params))}*", "",
              "| " + " | ".join(md_escape(h) for h in header) + " |", "|:---|---:|---:|---:|---:|"]
     lines += [_row_md(c, m) for m in c.rows]
-    rho = "n/a (fewer than 3 methods or no spread)" if c.spearman is None else f"{c.spearman:.2f}"
     lines += ["", f"Spearman rank correlation between the two columns over the {c.n_common} methods "
-                  f"on both sides: {rho}.", ""]
+                  f"on both sides: {_rho_text(c)}.", ""]
+    return "\n".join(lines)
+
+
+def _pcts(fractions: Sequence[int]) -> str:
+    return ", ".join(f"{f}%" for f in fractions) or "none"
+
+
+def _fraction_caption(fc: FractionComparison, params: Mapping) -> str:
+    cp, comps = fc.counterpart, fc.comparisons
+    t = comps[0].table
+    # each table's metric with its fraction written p%: one text per quantity
+    metrics = list(dict.fromkeys(c.table.metric.replace(f"{f}%", "p%")
+                                 for f, per in fc.by_fraction.items() for c in per.values()))
+    sizes = sizes_text(params, fc.dataset)
+    if at_paper_scale(cp, params):
+        ours = (f"our runs use {sizes}: the published split's sizes, {cp.split_origin}, each data-fraction run "
+                f"on p% of its training split. Absolute numbers are comparable up to the subsets, the seeds "
+                f"and the differences the params file lists")
+    else:
+        ours = (f"our runs use {sizes}: the embedded default uses small subsets of the data, each data-fraction "
+                f"run on p% of that training split. Absolute numbers therefore differ and are not comparable; "
+                f"only the orderings of the methods within a fraction (the ranks) are")
+    n_seeds = sorted({s.n for c in comps for s in c.ours.values()})
+    our_quantities = "; ".join(_delta_p_label(fc.baseline) if q == "delta_p" else _QUANTITY_LABELS[q]
+                               for q in fc.quantities)
+    return (
+        f"Published, at the paper's scale: {t.source}: {'; '.join(metrics)}, as printed ({_spread_text(t)}"
+        + (f"; {t.note}" if t.note else "")
+        + f"); the paper's {t.dataset}: {t.data}, a run at p% trained on p% of those training sets. "
+        f"Ours, at our run's scale: {fc.dataset}, {cp.description}; {ours}."
+        + (f" Metric: {cp.metric_note}." if cp.metric_note else "")
+        + f" Ours: {our_quantities}, of the runs in {fc.dataset}_data_fraction.md; mean ± std (numpy "
+        f"ddof={STD_DDOF}) over {'/'.join(map(str, n_seeds)) or 'no'} seeds. Rank: 1 = best within its "
+        f"fraction and column (higher is better unless the column's arrow says otherwise), ties share the "
+        f"best rank; — = not run here / not in the paper's table.")
+
+
+def _fraction_coverage(fc: FractionComparison) -> str:
+    """Which fractions and methods each side has."""
+    ours_fs = [f for f in fc.our_fractions if f != REFERENCE_FRACTION]
+    paper_fs = list(fc.by_fraction)
+    first = fc.comparisons[0]
+    paper_methods = list(dict.fromkeys(m for c in fc.comparisons for m in c.table.entries))  # its order
+    both = [m for m in fc.methods if m in paper_methods]
+    main_table = published.table(fc.counterpart.table).table
+    text = (f"Fractions: the paper's {_pcts(paper_fs)}; ours {_pcts(ours_fs)}"
+            + (f" (and {REFERENCE_FRACTION}%, the main runs, set beside {main_table} above)"
+               if REFERENCE_FRACTION in fc.our_fractions else "")
+            + f"; on both sides: {_pcts([f for f in paper_fs if f in ours_fs])}.")
+    only_ours = [f for f in ours_fs if f not in paper_fs]
+    if only_ours:
+        text += (f" Ours only: {_pcts(only_ours)}, which the paper has no table for (our numbers are in "
+                 f"{fc.dataset}_data_fraction.md).")
+    return (text + f" Methods: the paper's {', '.join(_method_name(first, m) for m in paper_methods)}; "
+            f"ours {', '.join(fc.methods)}; on both sides: "
+            f"{', '.join(_method_name(first, m) for m in both) or 'none'}.")
+
+
+def fraction_comparison_md(fc: FractionComparison, params: Mapping) -> str:
+    """One section: a row per (the paper's fraction, method), for each quantity the published value
+    and rank beside our mean ± std and rank at that fraction; Spearman per fraction and quantity."""
+    t = fc.comparisons[0].table
+    header = ["Data / Method"]
+    for q in fc.quantities:
+        c = next(per[q] for per in fc.by_fraction.values() if q in per)
+        arrow = "↑" if c.table.higher_is_better else "↓"
+        header += [f"Published {_QUANTITY_SHORT[q]} {arrow}", "Rank", f"Ours {_QUANTITY_SHORT[q]} {arrow}", "Rank"]
+    lines = [f"## {fc.dataset} ↔ {t.dataset}, on fractions of the training data ({t.source})", "",
+             f"*{md_escape(_fraction_caption(fc, params))}*", "", md_escape(_fraction_coverage(fc)), "",
+             "| " + " | ".join(md_escape(h) for h in header) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    rhos = []
+    for f, per in fc.by_fraction.items():
+        rows = list(dict.fromkeys(m for c in per.values() for m in c.rows))
+        for m in rows:
+            name = _method_name(next(iter(per.values())), m)
+            cells = [x for q in fc.quantities for x in (_cells(per[q], m) if q in per else ["—"] * 4)]
+            lines.append("| " + " | ".join([md_escape(f"{f}% {name}"), *cells]) + " |")
+        rhos.append(f"{f}%: " + ", ".join(
+            f"{_QUANTITY_SHORT[q]} {'n/a' if c.spearman is None else f'{c.spearman:.2f}'} ({c.n_common} methods)"
+            for q, c in per.items()))
+    none = any(c.spearman is None for c in fc.comparisons)
+    lines += ["", "Spearman rank correlation between the published and our column, per fraction over the "
+                  "methods on both sides: " + "; ".join(rhos)
+              + (" (n/a: fewer than 3 methods or no spread)" if none else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -278,7 +448,7 @@ def _uncompared_md(dataset: str, reason: str) -> str:
     return f"## {dataset}: no published counterpart\n\n*{md_escape(reason)}.*\n"
 
 
-def _intro(params: Mapping, comparisons: Sequence[Comparison]) -> str:
+def _intro(params: Mapping, comparisons: Sequence[Comparison | FractionComparison]) -> str:
     if not comparisons:
         return "None of this study's data sets has a counterpart in the paper's tables: nothing is compared."
     intro = ("Each section sets one of our data sets beside the published table of its counterpart. "
@@ -290,14 +460,17 @@ def _intro(params: Mapping, comparisons: Sequence[Comparison]) -> str:
     return intro
 
 
-def comparison_files(params: Mapping, comparisons: Sequence[Comparison], inputs: Mapping[str, str],
+def comparison_files(params: Mapping, comparisons: Sequence[Comparison | FractionComparison],
+                     inputs: Mapping[str, str],
                      uncompared: Mapping[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
     """The Markdown and CSV of a study's published-vs-ours sections (and, for each dataset of
     `uncompared`, a section saying why it has no counterpart; the CSV has no rows for it), and
     their inputs (the datasets' `inputs` and published.py)."""
-    sections = [comparison_md(c, params) for c in comparisons]
+    sections = [fraction_comparison_md(c, params) if isinstance(c, FractionComparison) else comparison_md(c, params)
+                for c in comparisons]
     sections += [_uncompared_md(ds, reason) for ds, reason in (uncompared or {}).items()]
     md = "# Published numbers side by side with ours\n\n" + _intro(params, comparisons) + "\n\n" + "\n".join(sections)
-    csv = csv_text(_CSV_HEADER, [row for c in comparisons for row in comparison_rows(c)])
+    flat = [x for c in comparisons for x in (c.comparisons if isinstance(c, FractionComparison) else [c])]
+    csv = csv_text(_CSV_HEADER, [row for c in flat for row in comparison_rows(c)])
     source = Path(published.__file__)
     return md, csv, {**inputs, str(source): sha256_file(source)}

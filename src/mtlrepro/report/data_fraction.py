@@ -1,21 +1,31 @@
 """The data-fraction ablation of a dataset (methods x fractions, the study's fractions plus 100,
 the main runs): the mean primary score and Delta_m% against the stored 100 % STL reference and,
 for a study with a Delta_p baseline, Delta_p% against the baseline at the same fraction, shown in
-InfoMTL's Table 6 layout (a row per fraction and method) in place of the score table."""
+InfoMTL's Table 6 layout (a row per fraction and method) in place of the score table.  The
+published Table 6 itself is set beside these cells in published_comparison (report.comparison)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import naming as N
 from .measures import STD_DDOF
 from .stats import baseline_means, baseline_runs, delta_m_stat, delta_p_stat, mean_score_stat
-from .table import Column, Table
+from .table import Column, Stat, Table
 
 
 @dataclass
 class DataFraction:
     quantities: dict[str, Table]  # quantity -> methods x fractions: the CSV's and the figure's
     shown: list[Table]            # the Markdown/LaTeX tables
+    methods: list[str] = field(default_factory=list)    # the rows, in the study's order
+    fractions: list[int] = field(default_factory=list)  # the columns: the study's fractions and 100
+    evals: dict[str, dict[int, list[dict]]] = field(default_factory=dict)  # method -> fraction -> by seed
+
+    def stat(self, quantity: str, method: str, fraction: int) -> Stat | None:
+        """One cell of a quantity's table ("mean_score", "delta_m", "delta_p"); None where the
+        table or the cell is absent (no Delta_p without a baseline)."""
+        table = self.quantities.get(quantity)
+        return None if table is None else table.cells.get((method, f"pct{fraction}"))
 
 
 def _fraction_columns(fractions, direction, style, reference: str | None = None) -> list[Column]:
@@ -97,8 +107,9 @@ def data_fraction_tables(dataset: str, roles: N.Roles, methods: list[str], fract
     """`evals`: method -> fraction -> its evaluations by seed; `reference`: the 100 % STL reference."""
     seeds = N.seed_counts(v for per in evals.values() for v in per.values())
     score, delta = _score_and_delta(dataset, roles, methods, fractions, evals, reference, seeds)
+    runs = {"methods": list(methods), "fractions": list(fractions), "evals": evals}
     if roles.baseline is None:
-        return DataFraction({"mean_score": score, "delta_m": delta}, [score, delta])
+        return DataFraction({"mean_score": score, "delta_m": delta}, [score, delta], **runs)
     delta_p = _delta_p(dataset, roles, methods, fractions, evals, seeds)
     return DataFraction({"mean_score": score, "delta_m": delta, "delta_p": delta_p},
-                        [_table6(dataset, roles, fractions, methods, score, delta_p, seeds), delta])
+                        [_table6(dataset, roles, fractions, methods, score, delta_p, seeds), delta], **runs)

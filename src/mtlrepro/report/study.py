@@ -15,7 +15,7 @@ from . import figures, weights
 from .calibration import calibration_table
 from .comparison import (PUBLISHED_COMPARISON, comparison_files, comparisons, counterparts_of,
                          has_published_comparison, uncompared_of)
-from .data_fraction import data_fraction_tables
+from .data_fraction import DataFraction, data_fraction_tables
 from .loader import REFERENCE_FRACTION, Loader, load_log, log_path
 from .main import main_table
 from .naming import CLASSIFICATION_KINDS, Roles
@@ -44,6 +44,7 @@ class DatasetReport:
     chosen: dict[str, str] = field(default_factory=dict)                     # swept method -> its chosen variant
     main_logs: dict[str, list[dict]] = field(default_factory=dict)          # method -> 100 % training logs by seed
     logs_read: dict[str, str] = field(default_factory=dict)                  # the sweep's logs: sha256
+    data_fraction: DataFraction | None = None                                # the ablation's cells, where run
 
     def add_table(self, stem: str, shown: Sequence[Table], in_csv: Sequence[Table],
                   heading: str | None = None) -> None:
@@ -113,7 +114,7 @@ def _collect_data_fraction(study: P.Study, loader: Loader, rep: DatasetReport) -
     ds, cols = rep.dataset, fractions(study)
     methods = _ordered(study.data_fraction_methods, study)
     evals = {m: {f: [loader.eval(m, f, s) for s in study.seeds] for f in cols} for m in methods}
-    df = data_fraction_tables(ds, rep.roles, methods, cols, evals, loader.reference)
+    df = rep.data_fraction = data_fraction_tables(ds, rep.roles, methods, cols, evals, loader.reference)
     rep.add_table("data_fraction", df.shown, list(df.quantities.values()), f"{ds}: data-fraction ablation")
     rep.figures[f"{ds}_data_fraction.png"] = lambda p: figures.plot_data_fraction(ds, rep.roles, cols,
                                                                                   df.quantities, p)
@@ -230,7 +231,8 @@ def _published_files(params: Mapping, study: P.Study, reports: Sequence[DatasetR
     if not has_published_comparison(study):
         return None
     comps = [c for ds, cp in cps.items() for c in comparisons(study, cp, by_dataset[ds].main_evals,
-                                                                by_dataset[ds].delta_m, by_dataset[ds].main_logs)]
+                                                                by_dataset[ds].delta_m, by_dataset[ds].main_logs,
+                                                                by_dataset[ds].data_fraction)]
     inputs = {k: v for ds in cps for k, v in {**by_dataset[ds].inputs,  # and the logs the run times come from
                                                **by_dataset[ds].output_inputs.get(f"{ds}_training.png", {})}.items()}
     sizes = {ds: {k: (params.get("dataset") or {}).get(ds, {}).get(k) for k in ("source", "split")} for ds in cps}
