@@ -17,7 +17,8 @@ PRESETS = sorted((REPO / "params").glob("*.yaml"))
 
 def test_one_preset_per_published_table():
     assert [p.name for p in PRESETS] == ["bayesagg-table1-qm9.yaml", "bayesagg-table2-chestx-ray14.yaml",
-                                         "bayesagg-table2-cifar-mtl.yaml", "bayesagg-table3-utkface.yaml"]
+                                         "bayesagg-table2-cifar-mtl.yaml", "bayesagg-table3-utkface.yaml",
+                                         "infomtl-table1-tweeteval-bert.yaml", "infomtl-table1-tweeteval-roberta.yaml"]
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
@@ -38,11 +39,17 @@ def test_preset_is_valid_and_both_tools_build_its_dag(tmp_path, preset):
     assert {parse_command(j["cmd"])[1].get("--params") for j in smk} == {str(work / "params" / preset.name)}
     outputs = {o for j in smk for o in j["output"]}
     last = study.seeds[-1]
-    assert {f"reports/{study.name}/summary.json", f"metrics/reference/{study.name}/{dataset}.json",
-            f"models/pretrain/{dataset}/pct100/seed{last}",
-            f"models/train/{dataset}/{study.run_names(dataset, 'bayesagg')[-1]}/pct100/seed{last}"} <= outputs
+    expected = {f"reports/{study.name}/summary.json", f"metrics/reference/{study.name}/{dataset}.json"}
+    expected |= {f"models/train/{dataset}/{study.run_names(dataset, m)[-1]}/pct100/seed{last}" for m in study.methods}
+    expected |= {f"models/train/{dataset}/{m}/pct{f}/seed{last}" for m in study.data_fraction_methods
+                 for f in study.ablation_fractions}
+    expected |= {f"metrics/robustness/{dataset}/{m}/seed{last}.json" for m in study.robustness_methods}
+    if study.pretrain:
+        expected.add(f"models/pretrain/{dataset}/pct100/seed{last}")
+    assert expected <= outputs, expected - outputs
     runs = sum(len(study.run_names(dataset, m)) for m in study.methods)  # a swept method: one per point
-    assert sum(j["rule"] == "train" for j in smk) == runs * len(study.seeds)
+    fraction_runs = len(study.data_fraction_methods) * len(study.ablation_fractions)
+    assert sum(j["rule"] == "train" for j in smk) == (runs + fraction_runs) * len(study.seeds)
 
 
 def test_the_qm9_preset_is_at_the_papers_data_scale_in_the_published_comparison():
@@ -93,3 +100,43 @@ def test_presets_sweep_appendix_b_grids_on_validation(preset, grid):
         return
     assert {k: sorted({dict(v.settings)[k] for v in variants}) for k in grid} == {k: sorted(v) for k, v in grid.items()}
     assert len(variants) == int(np.prod([len(v) for v in grid.values()]))
+
+
+@pytest.mark.parametrize("backbone, table8", [
+    ("bert", {"alpha": 0.01, "beta": 1, "tau": 0.1, "dropout": 0.0}),
+    ("roberta", {"alpha": 0.1, "beta": 0.01, "tau": 1.0, "dropout": 0.2})])
+def test_the_infomtl_presets_follow_its_protocol(backbone, table8):
+    """InfoMTL's Table 1 on TweetEval: its 12 baselines, STL and Table 4's ablations, at the
+    official splits, with its appendix's training (Adamax 5e-5, 20 epochs, batch 128, patience 3,
+    256 tokens), one task per batch, one head architecture with Table 8's dropout, selection on
+    the tasks' scores; RoBERTa's adds Table 6's fractions and Figures 3-4's robustness."""
+    from mtlrepro import published
+    from mtlrepro.report.comparison import at_paper_scale, counterparts_of
+
+    params = P.load(REPO / "params" / f"infomtl-table1-tweeteval-{backbone}.yaml")
+    (study,) = P.studies(params)
+    assert study.datasets == ("tweeteval",) and study.baseline == "ls" and not study.pretrain
+    cp = counterparts_of(study)["tweeteval"]
+    assert at_paper_scale(cp, params)
+    for key in (f"infomtl_tweeteval_avg_{backbone}", f"infomtl_tweeteval_ablation_avg_{backbone}"):
+        printed = {m for m, e in published.table(key).entries.items()}
+        assert printed <= set(study.methods), printed - set(study.methods)
+    assert "stl" in study.methods
+    assert params["method"]["infomtl"] == table8
+    train = params["dataset"]["tweeteval"]["train"]
+    assert {k: train[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "early_stopping",
+                                  "selection", "batching", "heads")} == {
+        "epochs": 20, "batch_size": 128, "optimizer": "adamax", "lr": 5e-5, "weight_decay": 0.0,
+        "early_stopping": {"patience": 3}, "selection": "primary", "batching": "one_task",
+        "heads": {"hidden_dim": None, "dropout": table8["dropout"]}}
+    model = params["dataset"]["tweeteval"]["model"]
+    assert model["max_length"] == 256 and model["path"].endswith({"bert": "bert-base-uncased", "roberta": "roberta-base"}[backbone])
+    assert params["dataset"]["tweeteval"]["source"]["tasks"] == ["emotion", "hate", "irony", "offensive", "sentiment", "stance"]
+    if backbone == "roberta":
+        assert study.ablation_fractions == (20, 40, 60, 80)
+        table6 = {m for pct in (20, 40, 60, 80) for m in published.table(f"infomtl_tweeteval_avg_{pct}pct").entries}
+        assert table6 == set(study.data_fraction_methods)
+        assert {"ls", "infomtl"} <= set(study.robustness_methods)
+        assert params["ablations"]["robustness"]["scale"] == "absolute"
+    else:
+        assert not study.ablation_fractions and not study.robustness_methods

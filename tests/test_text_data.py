@@ -583,3 +583,46 @@ def test_text_columns_of_the_wrong_dtype_are_refused(rt, te, tmp_path, dataset, 
     with pytest.raises(MTLReproError, match="val.parquet") as err:
         get(dataset).load(params["dataset"][dataset], bad, "val")
     assert needle in str(err.value)
+
+
+def test_tweeteval_official_files_train_with_one_task_per_batch_drawn_by_size(te, tmp_path):
+    """The loader and the sampler on files in the official layout: every batch holds tweets of one
+    task with that task's labels, each task's tweets come once per epoch in ceil(n_t / B) batches,
+    and the InfoMTL protocol's train block (one-task batches, equal heads, Adamax, early stopping,
+    selection on the tasks' official scores) trains and evaluates end to end."""
+    from mtlrepro.batching import epoch_batches
+
+    root, params = te
+    spec, config = get("tweeteval"), params["dataset"]["tweeteval"]
+    names = [t.name for t in spec.tasks(config)]
+    train = spec.load(config, root / "processed", "train")
+    frame = pd.read_parquet(root / "processed" / "train.parquet")
+    seen = {k: [] for k in range(len(names))}
+    for inputs, y in epoch_batches(train, "one_task", 3, None, torch.Generator().manual_seed(0)):
+        (task,) = torch.nonzero((~torch.isnan(y)).any(0))[:, 0].tolist()
+        assert not torch.isnan(y[:, task]).any()
+        rows = inputs.rows.tolist()
+        assert set(frame["task"].iloc[rows]) == {names[task]}  # the official files of that task
+        assert y[:, task].tolist() == frame["label"].iloc[rows].astype(float).tolist()
+        seen[task].append(rows)
+    for k, name in enumerate(names):
+        n = int((frame["task"] == name).sum())
+        assert len(seen[k]) == -(-n // 3) and sorted(sum(seen[k], [])) == sorted(np.flatnonzero(frame["task"] == name))
+
+    params = copy.deepcopy(params)
+    params["dataset"]["tweeteval"]["train"].update(
+        batch_size=3, optimizer="adamax", batching="one_task", selection="primary", early_stopping={"patience": 1},
+        heads={"hidden_dim": 16, "dropout": 0.2})
+    params["studies"]["infomtl"]["methods"].append("gls")
+    params["method"].setdefault("gls", {})
+    params = P.validate(params)
+    for method in ("ls", "gls"):  # gls needs every task's loss: one batch of each task per step
+        out = tmp_path / method
+        stages.train(params, "tweeteval", method, root / "processed", None, 100, 0, out / "model", out / "log.json")
+        log = json.loads((out / "log.json").read_text())
+        assert all(np.isfinite(h["train_loss"]).all() for h in log["history"])
+        state = torch.load(out / "model" / "model.pt", weights_only=True)["states"][0]
+        assert state["heads.0.1.weight"].shape[0] == 16  # the equal MLP head: dropout, Linear(d, 16), ReLU, Linear
+        stages.evaluate(params, "tweeteval", method, root / "processed", out / "model", 100, 0, out / "eval.json")
+        ev = json.loads((out / "eval.json").read_text())
+        assert set(ev["tasks"]) == set(names)
