@@ -16,6 +16,7 @@ from .calibration import calibration_table
 from .comparison import (PUBLISHED_COMPARISON, comparison_files, comparisons, counterparts_of,
                          has_published_comparison, uncompared_of)
 from .data_fraction import DataFraction, data_fraction_tables
+from .fraction_comparison import fraction_comparisons
 from .loader import REFERENCE_FRACTION, Loader, load_log, log_path
 from .main import main_table
 from .naming import CLASSIFICATION_KINDS, Roles
@@ -230,9 +231,9 @@ def _published_files(params: Mapping, study: P.Study, reports: Sequence[DatasetR
     cps = counterparts_of(study)
     if not has_published_comparison(study):
         return None
-    comps = [c for ds, cp in cps.items() for c in comparisons(study, cp, by_dataset[ds].main_evals,
-                                                                by_dataset[ds].delta_m, by_dataset[ds].main_logs,
-                                                                by_dataset[ds].data_fraction)]
+    comps = [c for ds, cp in cps.items()
+             for c in comparisons(study, cp, by_dataset[ds].main_evals, by_dataset[ds].delta_m, by_dataset[ds].main_logs)
+             + fraction_comparisons(study, cp, by_dataset[ds].data_fraction)]
     inputs = {k: v for ds in cps for k, v in {**by_dataset[ds].inputs,  # and the logs the run times come from
                                                **by_dataset[ds].output_inputs.get(f"{ds}_training.png", {})}.items()}
     sizes = {ds: {k: (params.get("dataset") or {}).get(ds, {}).get(k) for k in ("source", "split")} for ds in cps}
