@@ -171,3 +171,20 @@ def test_network_ensemble_through_the_train_and_evaluate_stages(tmp_path, digits
     for k, task in enumerate(tasks):
         expected = float(np.mean(predicted[:, k] == test.targets[:, k].double().numpy()))
         assert result["tasks"][task.name]["metrics"]["accuracy"] == pytest.approx(expected, abs=1e-12), task.name
+
+
+@pytest.mark.parametrize("name, hparams", [("ensemble_heads", {"heads": 2}), ("ensemble_networks", {"networks": 2})])
+def test_ensembles_refuse_the_datasets_mlp_heads(name, hparams):
+    """Table 5's members have linear heads: with train.heads set, the run stops naming the key."""
+    from mtlrepro.io import MTLReproError
+
+    tasks = [Task(f"t{k}", "binary", "accuracy") for k in range(3)]
+
+    class Spec:
+        @staticmethod
+        def build_model(config, tasks):
+            return ConvNet(tasks, channels=8, image_size=8)
+
+    method = registry.build(name, 3, task_kinds=["binary"] * 3, **hparams)
+    with pytest.raises(MTLReproError, match="train.heads"):
+        build_run_model(Spec, {"train": {"heads": {"hidden_dim": 4, "dropout": 0.1}}}, tasks, method)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from ..io import MTLReproError
 from ..models.ensemble import EnsembleHead
 from .ls import LinearScalarization
 
@@ -37,6 +38,13 @@ class MemberEnsemble(LinearScalarization):
 
     def regularizer(self, model, inputs, h: Tensor, targets: Tensor) -> Tensor | None:
         return member_loss_correction(model.heads, targets)
+
+    def build_heads(self, rep_dim, tasks, head=None):
+        """Members have linear heads (Table 5's): the dataset's MLP heads (`train.heads`) are refused."""
+        if head is not None:
+            raise MTLReproError(f"method {self.name!r}: deep ensembles' members have linear heads; "
+                                f"remove train.heads from the dataset's params to run it")
+        return None
 
 
 def member_loss_correction(heads, targets: Tensor) -> Tensor | None:

@@ -17,4 +17,5 @@ class EnsembleHeads(MemberEnsemble):
     default_size = 1024
 
     def build_heads(self, rep_dim: int, tasks: Sequence[Any], head=None) -> nn.ModuleList:
+        super().build_heads(rep_dim, tasks, head)  # refuses the dataset's MLP heads
         return nn.ModuleList(EnsembleHead(t, rep_dim, self.members) for t in tasks)

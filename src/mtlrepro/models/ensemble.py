@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..io import MTLReproError
 from .base import MTLModel
 
 
@@ -87,6 +88,9 @@ class EnsembleHead(nn.Module):
 class EnsembleMTL(MTLModel):
     def __init__(self, members: Sequence[MTLModel], tasks: Sequence[Any]):
         members = list(members)
+        if not all(isinstance(head, nn.Linear) for m in members for head in m.heads):
+            raise MTLReproError("ensemble_networks: the members' heads must be linear (Table 5's); remove "
+                                "train.heads from the dataset's params to run it")
         if not members or len({m.rep_dim for m in members}) != 1 or {len(m.heads) for m in members} != {len(tasks)}:
             raise ValueError("an ensemble needs members with the same representation size and one head per task")
         d, n = members[0].rep_dim, len(members)
