@@ -215,3 +215,37 @@ def test_adamax_is_the_optimiser_when_asked():
     with pytest.raises(MTLReproError, match="train.batching"):
         TrainConfig.from_params({"epochs": 1, "batch_size": 2, "lr": 5e-5, "weight_decay": 0.0,
                                  "scheduler": {"name": "none"}, "batching": "by_task"}, seed=0)
+
+
+def test_an_aggregator_defaults_to_the_shared_parameters_with_one_task_batches():
+    from mtlrepro.training import build_method
+
+    assert build_method("pcgrad", {}, TASKS, torch.Generator(), [1] * 3, "one_task").level == "parameters"
+    assert build_method("pcgrad", {}, TASKS, torch.Generator(), [1] * 3).level == "representation"
+    assert build_method("pcgrad", {"level": "representation"}, TASKS, torch.Generator(), [1] * 3,
+                        "one_task").level == "representation"  # explicit: kept, and refused by fit and checks
+
+
+def test_params_validation_refuses_representation_level_on_one_task_data():
+    """The default params run rotten-tomatoes with one-task batches: PCGrad there defaults to the
+    shared parameters; an explicit representation level, and BayesAgg-MTL (it has no other), stop
+    validation with the key named."""
+    import copy
+
+    from mtlrepro import params as P
+    from mtlrepro.checks import check_methods
+    from mtlrepro.params import ParamsError
+    from tests.conftest import REPO
+
+    params = P.load(REPO / "params.yaml")
+    assert params["dataset"]["rotten-tomatoes"]["train"]["batching"] == "one_task"
+    params["studies"]["infomtl"]["methods"] = list(params["studies"]["infomtl"]["methods"]) + ["pcgrad"]
+    check_methods(params)
+    explicit = copy.deepcopy(params)
+    explicit["method"]["pcgrad"] = {"level": "representation"}
+    with pytest.raises(ParamsError, match="set method.pcgrad.level: parameters"):
+        check_methods(explicit)
+    params["studies"]["infomtl"]["methods"].append("bayesagg")
+    params["studies"]["infomtl"]["pretrain"] = True  # BayesAgg-MTL's warm start
+    with pytest.raises(ParamsError, match="bayesagg has no other level"):
+        check_methods(params)

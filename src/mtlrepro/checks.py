@@ -22,14 +22,16 @@ def _check_batching(params: dict, st, dataset: str, registry, source: str) -> No
     representation never overlap there, so a representation-level aggregator would be LS."""
     if params["dataset"].get(dataset, {}).get("train", {}).get("batching", "mixed") != "one_task":
         return
+    from .training import representation_level_refusal
+
     for name in st.methods:
         cls = registry.REGISTRY.get(name)
-        level = params["method"].get(name, {}).get("level", getattr(cls, "default_level", None))
-        if cls is not None and cls.kind == "aggregator" and level == "representation":
-            raise ParamsError(f"{source}: method.{name}.level is 'representation', but dataset.{dataset}.train."
-                              f"batching is one_task (studies.{st.name}): each row holds one task there, so the "
-                              f"task gradients w.r.t. the representation never overlap; set method.{name}.level: "
-                              f"parameters")
+        if cls is None or cls.kind != "aggregator":
+            continue
+        level = params["method"].get(name, {}).get("level") or cls.default_level_for("one_task")
+        if level == "representation":
+            raise ParamsError(f"{source}: dataset.{dataset}.train.batching is one_task (studies.{st.name}): "
+                              + representation_level_refusal(name, cls.levels))
 
 
 def check_methods(params: dict, source: str = "params") -> None:

@@ -303,13 +303,18 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 
 
 def check_batching(method: Method, cfg: TrainConfig) -> None:
-    """One-task batches hold rows of different tasks in different rows, so gradients w.r.t. the
-    shared representation never overlap: aggregating them there would be LS. Refused."""
+    """One-task batches hold different tasks in different rows, so gradients w.r.t. the shared
+    representation never overlap: aggregating them there would be LS. Refused (checks.py says so
+    before any job runs)."""
     if cfg.batching == "one_task" and getattr(method, "level", None) == "representation":
-        raise MTLReproError(
-            f"method {method.name!r} aggregates the task gradients w.r.t. the shared representation, which "
-            f"with train.batching: one_task never overlap (each row holds one task); set "
-            f"method.{method.name}.level: parameters, or train.batching: mixed")
+        raise MTLReproError(representation_level_refusal(method.name, type(method).levels))
+
+
+def representation_level_refusal(name: str, levels: Sequence[str]) -> str:
+    fix = (f"set method.{name}.level: parameters" if "parameters" in levels
+           else f"{name} has no other level: use train.batching: mixed")
+    return (f"method {name!r} aggregates the task gradients w.r.t. the shared representation, which with "
+            f"train.batching: one_task never overlap (each row holds one task); {fix}")
 
 
 class Interrupted(RuntimeError):
@@ -538,10 +543,13 @@ def method_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def build_method(name: str, hparams: dict, tasks: Sequence[Task], generator: torch.Generator,
-                 task_sizes: Sequence[int]) -> Method:
+                 task_sizes: Sequence[int], batching: str = "mixed") -> Method:
+    """The method `name` for `tasks`; `batching` (train.batching) sets an aggregator's default level."""
     cls = method_registry.get(name)
     hparams = dict(hparams)
     if "task_sizes" in cls.hparam_names():
         hparams.setdefault("task_sizes", list(task_sizes))
+    if issubclass(cls, Aggregator) and hparams.get("level") is None:
+        hparams["level"] = cls.default_level_for(batching)
     return method_registry.build(name, len(tasks), task_kinds=[t.kind for t in tasks],
                                  generator=generator, **hparams)

@@ -148,7 +148,15 @@ class Aggregator(Method):
 
     kind = "aggregator"
     default_level: ClassVar[str] = "representation"
+    levels: ClassVar[tuple[str, ...]] = ("representation", "parameters")  # the levels it can work at
     needs_every_task = True
+
+    @classmethod
+    def default_level_for(cls, batching: str) -> str:
+        """The level when none is given: `default_level`, but the shared parameters with one-task
+        batches (train.batching), where gradients w.r.t. the representation sit on different rows
+        for different tasks and never overlap (LibMTL's default level, too)."""
+        return "parameters" if batching == "one_task" and "parameters" in cls.levels else cls.default_level
 
     def __init__(self, n_tasks, task_kinds=None, generator=None, level: str | None = None, **hparams):
         super().__init__(n_tasks, task_kinds, generator, **hparams)

@@ -72,6 +72,7 @@ class BayesAgg(Aggregator):
     warm_start = True
     per_dimension_weights = True
     default_level = "representation"
+    levels = ("representation",)
 
     @classmethod
     def hparam_names(cls) -> Sequence[str]:

@@ -149,7 +149,8 @@ def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: d
     seed_everything(seed)
     gen = method_generator(seed, inp.device)
     # no method's constructor draws from the global RNG: the model's initialisation is unchanged
-    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp))
+    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp),
+                          inp.config["train"].get("batching", "mixed"))
     model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
     init = _warm_start(method_name, pretrain, inp.device, warm_inputs) if method.warm_start else None
