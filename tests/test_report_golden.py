@@ -2,8 +2,8 @@
 the same Markdown and LaTeX bytes, and the same numbers in the CSVs and the summary, per study.
 Deliberate changes since, applied to the expected files: the published comparison's section for
 BayesAgg-MTL's Table 5 (deep ensembles) after its Table 1 section, the main tables' last caption
-sentence (the methods' spread against the seed noise), and rotten-tomatoes' no-counterpart note
-naming InfoMTL's Table 6 too."""
+sentence (the methods' spread against the seed noise), rotten-tomatoes' no-counterpart note
+naming InfoMTL's Table 6 too, and the robustness captions saying what a strength is (the scale)."""
 from __future__ import annotations
 
 import csv
@@ -156,3 +156,17 @@ def test_figures_are_the_old_ones_and_valid_pngs(golden):
             assert any(path.name.startswith(f"{ds}_") for ds in st.datasets), path
             written.append(path.name)
     assert sorted(written) == sorted(expected)
+
+
+def test_robustness_captions_say_what_a_strength_is(tmp_path):
+    """The captions follow ablations.robustness.scale: relative (the default) or InfoMTL's absolute."""
+    import copy
+
+    params = copy.deepcopy(P.load(GOLDEN / "params.yaml"))
+    params["ablations"]["robustness"]["scale"] = "absolute"
+    st = P.study(params, "infomtl")
+    report.write_study(params, st, INPUTS / "eval", INPUTS / "robustness", INPUTS / "reference",
+                       INPUTS / "train_logs", tmp_path / "tables", tmp_path / "figures", tmp_path / "summary.json")
+    text = (tmp_path / "tables" / "rotten-tomatoes_robustness.md").read_text()
+    assert "the perturbation has L2 norm s (scale: absolute" in text
+    assert "(scale: relative)" in (EXPECTED / "tables" / "rotten-tomatoes_robustness.md").read_text()

@@ -27,14 +27,20 @@ def _drops(robs: list[dict], kind: str, s: float, hib: dict) -> list[float]:
     return out
 
 
-def _kind_tables(dataset, kind, strengths, robs: dict[str, list[dict]], reference: dict, seeds: str):
+# what a strength s is (ablations.robustness.scale, mtlrepro.robustness)
+STRENGTH_TEXT = {"relative": "the perturbation's L2 norm is s times the example's input's (scale: relative)",
+                 "absolute": "the perturbation has L2 norm s (scale: absolute, InfoMTL's Figures 3-4)"}
+
+
+def _kind_tables(dataset, kind, strengths, robs: dict[str, list[dict]], reference: dict, seeds: str,
+                 scale: str = "relative"):
     order = reference["task_order"]
     hib = {t: reference["tasks"][t]["higher_is_better"] for t in order}
     score = Table(
         title=f"{dataset}: robustness to {kind} — mean primary score",
         caption=(f"Average over tasks of the primary metric under {kind} perturbations of "
-                 f"increasing strength (columns), mean ± std (numpy ddof={STD_DDOF}) over "
-                 f"{seeds} seeds. Best per column in bold."),
+                 f"increasing strength s (columns: {STRENGTH_TEXT[scale]}), mean ± std (numpy "
+                 f"ddof={STD_DDOF}) over {seeds} seeds. Best per column in bold."),
         columns=_strength_columns(strengths, N.common_direction(reference), N.mean_score_style(reference)),
         rows=list(robs), row_header="Method \\ strength", coords={"kind": kind, "quantity": "mean_score"})
     drop = Table(
@@ -74,7 +80,8 @@ def _vs_baseline(dataset, roles: N.Roles, kind, strengths, score: Table, robs, s
 
 
 def robustness_tables(dataset: str, roles: N.Roles, kinds: list[str], strengths: list[float],
-                      robs: dict[str, list[dict]], reference: dict) -> dict[str, dict[str, Table]]:
+                      robs: dict[str, list[dict]], reference: dict,
+                      scale: str = "relative") -> dict[str, dict[str, Table]]:
     """`robs`: method -> its robustness runs by seed, in the study's order.  Returns
     {kind: {quantity: table}}; the tables relative to the baseline need its robustness runs, which
     the params do not require, so they are only there when it has them."""
@@ -82,7 +89,7 @@ def robustness_tables(dataset: str, roles: N.Roles, kinds: list[str], strengths:
     vs_baseline = roles.baseline is not None and roles.baseline in robs
     tables: dict[str, dict[str, Table]] = {}
     for kind in kinds:
-        score, drop = _kind_tables(dataset, kind, strengths, robs, reference, seeds)
+        score, drop = _kind_tables(dataset, kind, strengths, robs, reference, seeds, scale)
         tables[kind] = {"mean_score": score, "relative_drop_pct": drop}
         if vs_baseline:
             tables[kind]["relative_to_baseline_pct"] = _vs_baseline(dataset, roles, kind, strengths, score, robs, seeds)

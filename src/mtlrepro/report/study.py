@@ -121,11 +121,12 @@ def _collect_data_fraction(study: P.Study, loader: Loader, rep: DatasetReport) -
                                                                                   df.quantities, p)
 
 
-def _collect_robustness(study: P.Study, loader: Loader, rep: DatasetReport, kinds, strengths) -> None:
+def _collect_robustness(study: P.Study, loader: Loader, rep: DatasetReport, kinds, strengths,
+                        scale: str = "relative") -> None:
     ds = rep.dataset
     robs = {m: [loader.robustness(m, s, kinds, strengths) for s in study.seeds]
             for m in _ordered(study.robustness_methods, study)}
-    tables = robustness_tables(ds, rep.roles, kinds, strengths, robs, loader.reference)
+    tables = robustness_tables(ds, rep.roles, kinds, strengths, robs, loader.reference, scale)
     every = [t for per_kind in tables.values() for t in per_kind.values()]
     rep.add_table("robustness", every, every, f"{ds}: robustness")
     rep.figures[f"{ds}_robustness.png"] = lambda p: figures.plot_robustness(ds, rep.roles, strengths, tables, p)
@@ -160,7 +161,8 @@ def collect(params: Mapping, study: P.Study, dataset: str, eval_dir, robustness_
         _collect_data_fraction(study, loader, rep)
     settings = robustness_settings(params, study)
     if settings is not None:
-        _collect_robustness(study, loader, rep, *settings)
+        scale = ((params.get("ablations") or {}).get("robustness") or {}).get("scale", "relative")
+        _collect_robustness(study, loader, rep, *settings, scale)
     rep.inputs = {**loader.inputs, **rep.logs_read}
     if logs_dir is not None:
         _collect_logs(study, Path(logs_dir), rep)
