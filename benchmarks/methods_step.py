@@ -19,7 +19,8 @@ from mtlrepro import methods as registry
 from mtlrepro.data import get as get_dataset
 from mtlrepro.data.qm9 import TARGETS
 from mtlrepro.stages import install_heads
-from mtlrepro.training import build_method, make_optimizer, TrainConfig, training_step
+from mtlrepro.training import build_method, make_optimizer, TrainConfig
+from mtlrepro.step import training_step
 
 SKIP = {"stl"}  # STL trains K single-task models: not a step of one MTL model
 

@@ -28,7 +28,8 @@ from torch import nn
 
 from mtlrepro.data.qm9 import QM9, TARGETS
 from mtlrepro.methods import build as build_method
-from mtlrepro.training import resolve_device, training_step
+from mtlrepro.training import resolve_device
+from mtlrepro.step import training_step
 
 
 class PygReferenceMPNN(nn.Module):

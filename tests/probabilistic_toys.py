@@ -7,7 +7,7 @@ from mtlrepro import methods as registry
 from mtlrepro.data.base import Task
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import install_heads
-from mtlrepro.training import training_step
+from mtlrepro.step import training_step
 
 
 @pytest.fixture(autouse=True)

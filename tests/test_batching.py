@@ -143,7 +143,8 @@ def test_epoch_losses_are_each_tasks_mean_over_its_own_steps():
     # lr 0: the model does not change, so each task's epoch loss is the mean of its batches' losses
     model = _toy(TASKS)
     model.train()
-    from mtlrepro.training import derived_seed, task_losses
+    from mtlrepro.training import derived_seed
+    from mtlrepro.step import task_losses
 
     per_task = {k: [] for k in range(3)}
     for x, y in epoch_batches(split, "one_task", 3, None, torch.Generator().manual_seed(derived_seed(0, 0))):

@@ -9,7 +9,7 @@ from mtlrepro.data.base import Task
 from mtlrepro.models.ensemble import EnsembleHead, combine_members
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import build_run_model, install_heads
-from mtlrepro.training import task_loss, training_step
+from mtlrepro.step import task_loss, training_step
 
 from .probabilistic_toys import _one_thread, toy_problem  # noqa: F401
 

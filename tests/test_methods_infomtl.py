@@ -10,7 +10,7 @@ from mtlrepro.methods._probabilistic import dropout, info_nce, kl_standard_norma
 from mtlrepro.methods.infomtl import InfoMTLHead, has_active_dropout
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import install_heads
-from mtlrepro.training import training_step
+from mtlrepro.step import training_step
 
 NAMES = ["infomtl", "infomtl_no_simax", "infomtl_no_timin"]
 

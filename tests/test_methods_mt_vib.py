@@ -7,7 +7,7 @@ import torch
 
 from mtlrepro import methods as registry
 from mtlrepro.methods._probabilistic import kl_standard_normal
-from mtlrepro.training import training_step
+from mtlrepro.step import training_step
 
 
 from tests.probabilistic_toys import (_one_thread, assert_step_learns_and_round_trips,  # noqa: F401

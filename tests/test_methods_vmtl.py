@@ -15,7 +15,8 @@ from mtlrepro.methods._probabilistic import (gumbel_softmax_weights, kl_diag_gau
 from mtlrepro.methods.vmtl import classifier_kl, cross_attention_aggregate, query_class, shares_label_space
 from mtlrepro.models.cnn import ConvNet
 from mtlrepro.stages import install_heads
-from mtlrepro.training import build_method, training_step
+from mtlrepro.training import build_method
+from mtlrepro.step import training_step
 
 
 from tests.probabilistic_toys import _one_thread, assert_step_learns_and_round_trips, toy_problem  # noqa: F401

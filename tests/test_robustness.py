@@ -41,7 +41,7 @@ def test_fast_gradient_hurts_more_than_random_noise_of_the_same_norm(digits_proc
     from mtlrepro import params as P
     from mtlrepro.data import get
     from mtlrepro.robustness import perturbation
-    from mtlrepro.training import task_losses
+    from mtlrepro.step import task_losses
     from tests.conftest import CI_PARAMS
 
     params = P.load(CI_PARAMS)

@@ -523,7 +523,7 @@ def test_trainable_layers_freeze_what_they_should(minilm):
 def test_one_training_step_changes_only_trainable_parameters(minilm):
     from mtlrepro.methods import build
     from mtlrepro.models.text import TextMTL
-    from mtlrepro.training import training_step
+    from mtlrepro.step import training_step
 
     tasks, _, split = minilm
     torch.manual_seed(1)

@@ -9,7 +9,8 @@ from mtlrepro import stages
 from mtlrepro.data import get as get_dataset
 from mtlrepro.io import MTLReproError
 from mtlrepro.methods.base import Aggregator, Weighting
-from mtlrepro.training import (TrainConfig, fit, resolve_device, training_step)
+from mtlrepro.training import TrainConfig, fit, resolve_device
+from mtlrepro.step import training_step
 from tests.conftest import CI_PARAMS
 
 

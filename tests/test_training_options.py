@@ -12,8 +12,8 @@ from mtlrepro.fingerprint import load_state
 from mtlrepro.grad_clip import GradClip, group_grad_norm
 from mtlrepro.io import MTLReproError
 from mtlrepro.methods.ls import LinearScalarization
-from mtlrepro.training import (TrainConfig, build_method, fit, make_optimizer, make_scheduler, method_generator,
-                               training_step)
+from mtlrepro.training import TrainConfig, build_method, fit, make_optimizer, make_scheduler, method_generator
+from mtlrepro.step import training_step
 from mtlrepro.warm_start import apply_warm_start
 from tests.conftest import CI_PARAMS
 

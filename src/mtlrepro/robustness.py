@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .data.base import Split, Task
-from .training import task_losses
+from .step import task_losses
 
 
 def per_example_norm(x: Tensor, example: Tensor | None, n_examples: int) -> Tensor:

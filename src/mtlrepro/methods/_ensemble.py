@@ -49,7 +49,7 @@ class MemberEnsemble(LinearScalarization):
 
 def member_loss_correction(heads, targets: Tensor) -> Tensor | None:
     """sum_k [mean_m L_k(member m) - L_k(combined)] over the ensemble heads that ran in train mode."""
-    from ..training import task_loss  # lazy: training imports the method registry
+    from ..step import task_loss  # lazy: step imports the methods package
 
     total = None
     for k, head in enumerate(heads):

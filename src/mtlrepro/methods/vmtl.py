@@ -368,7 +368,7 @@ class VMTL(ProbabilisticWeighting):
     def mc_likelihood_correction(heads, caches: Sequence[dict], targets: Tensor) -> Tensor:
         """sum_t [mean_{l,m} L_t(out_lm) - L_t(out_00)]: added to the loop's single-sample task
         losses, it makes the likelihood term the L x M average of Eq. 11."""
-        from ..training import task_loss  # lazy: training imports the method registry
+        from ..step import task_loss  # lazy: step imports the methods package
 
         total = None
         for t, (head, c) in enumerate(zip(heads, caches)):
