@@ -148,11 +148,10 @@ def _fit_mtl(inp: _Inputs, method_name: str, hparams: dict, seed: int, inputs: d
     """method_name: the method (a sweep variant's method); pretrain: the warm-up checkpoint."""
     seed_everything(seed)
     gen = method_generator(seed, inp.device)
-    # no method's constructor draws from the global RNG: the model's initialisation is unchanged
-    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp),
-                          inp.config["train"].get("batching", "mixed"))
-    model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     cfg = TrainConfig.from_params(inp.config["train"], seed)
+    # no method's constructor draws from the global RNG: the model's initialisation is unchanged
+    method = build_method(method_name, hparams, inp.tasks, gen, _task_sizes(inp), cfg.batching)
+    model = build_run_model(inp.spec, inp.config, inp.tasks, method)
     init = _warm_start(method_name, pretrain, inp.device, warm_inputs) if method.warm_start else None
     start = init["epoch"] if init else 0
     result = fit(model, method, inp.tasks, inp.train, inp.val, cfg, inp.device,
