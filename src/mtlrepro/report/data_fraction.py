@@ -2,7 +2,7 @@
 the main runs): the mean primary score and Delta_m% against the stored 100 % STL reference and,
 for a study with a Delta_p baseline, Delta_p% against the baseline at the same fraction, shown in
 InfoMTL's Table 6 layout (a row per fraction and method) in place of the score table.  The
-published Table 6 itself is set beside these cells in published_comparison (report.comparison)."""
+published Table 6 itself is set beside these cells in published_comparison (report.fraction_comparison)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
